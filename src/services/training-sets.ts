@@ -9,9 +9,10 @@ import type { FeatureDefinition } from '../domain/feature.js'
 import { formatRef, parseRef, refProblem, type FeatureRef } from '../domain/feature-ref.js'
 import { entityIdProblem } from '../domain/names.js'
 import { parseDuration, parseTimestamp } from '../domain/time.js'
+import { EntityRowColumns, entityRowColumnsFromObjects } from '../domain/training-body.js'
 import {
   BlockAnswers, PointInTimeMerge, buildEntityBlock, featureColumnNames, outputColumns,
-  STATUS_NAMES, parseUtcTimestampFast, type AnsweredRows, type PointInTime,
+  STATUS_NAMES, type AnsweredRows, type PointInTime,
 } from '../domain/training-output.js'
 
 export type { TrainingSetRequest, EntityRowInput }
@@ -27,10 +28,8 @@ export interface ResolvedTrainingSet {
   pointInTime: PointInTime
   /** The knowledge cutoff K, epoch ms (sound: no later write can be stamped at or before it). */
   cutoffMs: number
-  /** Inline entity rows, as given. */
-  entityRows?: EntityRowInput[]
-  /** event_time of each inline row, epoch ms. */
-  entityRowTimesMs?: Float64Array
+  /** Inline entity rows, as columns. */
+  entityRows?: EntityRowColumns
   grid?: ResolvedGrid
   rowCount: number
   /** Pass-through columns of the inline rows, in first-seen order. */
@@ -85,8 +84,10 @@ export class TrainingSetService {
   /**
    * Validates everything (throws 4xx AppErrors), pins each feature to its definition and K
    * (soundCutoff), and expands nothing: a grid stays a grid. Never touches the values.
+   * `inlineRows`: the entity rows already read into columns (the HTTP route reads them from
+   * the body's bytes); then request.entity_rows only says that rows were given.
    */
-  async resolve (request: TrainingSetRequest): Promise<ResolvedTrainingSet> {
+  async resolve (request: TrainingSetRequest, inlineRows?: EntityRowColumns): Promise<ResolvedTrainingSet> {
     const hasFeatures = request.features !== undefined
     const hasContract = request.contract !== undefined
     if (hasFeatures === hasContract) {
@@ -139,15 +140,15 @@ export class TrainingSetService {
 
     let rowCount: number
     let extraColumns: string[] = []
-    let entityRowTimesMs: Float64Array | undefined
+    let entityRows: EntityRowColumns | undefined
     let grid: ResolvedGrid | undefined
     if (hasRows) {
-      const rows = request.entity_rows!
-      if (rows.length > this.opts.maxRows) throw new PayloadTooLargeError(`${rows.length} entity rows is more than the ${this.opts.maxRows} a training set may have`)
-      const parsed = parseEntityRows(rows)
-      entityRowTimesMs = parsed.times
-      extraColumns = parsed.extraColumns
-      rowCount = rows.length
+      const count = inlineRows?.count ?? request.entity_rows!.length
+      if (count > this.opts.maxRows) throw new PayloadTooLargeError(`${count} entity rows is more than the ${this.opts.maxRows} a training set may have`)
+      entityRows = inlineRows ?? entityRowColumnsFromObjects(request.entity_rows!)
+      checkEntityRows(entityRows)
+      extraColumns = [...entityRows.extraNames]
+      rowCount = count
     } else {
       grid = resolveGrid(request.grid!, this.opts.maxRows)
       rowCount = grid.entities.length * grid.steps
@@ -166,7 +167,7 @@ export class TrainingSetService {
       featureColumns,
       pointInTime,
       cutoffMs,
-      ...(hasRows ? { entityRows: request.entity_rows, entityRowTimesMs } : { grid }),
+      ...(hasRows ? { entityRows } : { grid }),
       rowCount,
       extraColumns,
       includeMetadata,
@@ -233,20 +234,11 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
     }
   }
   const rows = r.entityRows!
-  const times = r.entityRowTimesMs!
-  const extras = r.extraColumns
   return {
-    count: rows.length,
-    entityAt: (i) => rows[i].entity_id,
-    timeAt: (i) => times[i],
-    extraAt: extras.length === 0
-      ? () => EMPTY
-      : (i) => {
-          const row = rows[i] as Record<string, unknown>
-          const out: Record<string, unknown> = {}
-          for (const c of extras) if (row[c] !== undefined) out[c] = row[c]
-          return out
-        },
+    count: rows.count,
+    entityAt: (i) => rows.entityAt(i),
+    timeAt: (i) => rows.timeAt(i),
+    extraAt: rows.extraNames.length === 0 ? () => EMPTY : (i) => rows.extraAt(i),
   }
 }
 
@@ -327,29 +319,23 @@ export async function resolveCutoff (sql: Sql, requested: string | number | unde
   return soundCutoff(sql, t.ms)
 }
 
-function parseEntityRows (rows: EntityRowInput[]): { times: Float64Array, extraColumns: string[] } {
-  const times = new Float64Array(rows.length)
+/** 422 for entity rows whose event_time did not parse or whose entity id is not allowed (the first 100, in row order). */
+function checkEntityRows (rows: EntityRowColumns): void {
+  // each distinct entity id is checked once
+  const idProblems = rows.entityIds.map((id) => (isPlainEntityId(id) ? undefined : entityIdProblem(id)))
+  const anyIdProblem = idProblems.some((p) => p !== undefined)
+  if (rows.badTimes.size === 0 && !anyIdProblem) return
   const errors: FieldError[] = []
-  const extra = new Set<string>()
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]
-    const fast = typeof row.event_time === 'string' ? parseUtcTimestampFast(row.event_time) : Number.NaN
-    if (fast === fast) times[i] = fast // not NaN
-    else {
-      const t = parseTimestamp(row.event_time)
-      if (t.ok) times[i] = t.ms
-      else if (errors.length < MAX_ROW_ERRORS) errors.push({ path: `/entity_rows/${i}/event_time`, row: i, field: 'event_time', message: t.message })
+  for (let i = 0; i < rows.count && errors.length < MAX_ROW_ERRORS; i++) {
+    if (rows.badTimes.has(i)) {
+      const t = parseTimestamp(rows.badTimes.get(i))
+      if (!t.ok) errors.push({ path: `/entity_rows/${i}/event_time`, row: i, field: 'event_time', message: t.message })
     }
-    if (!isPlainEntityId(row.entity_id)) {
-      const idProblem = entityIdProblem(row.entity_id)
-      if (idProblem && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/entity_rows/${i}/entity_id`, row: i, field: 'entity_id', message: idProblem })
-    }
-    for (const key in row) if (key !== 'entity_id' && key !== 'event_time') extra.add(key)
+    const idProblem = anyIdProblem ? idProblems[rows.entityIndexAt(i)] : undefined
+    if (idProblem && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/entity_rows/${i}/entity_id`, row: i, field: 'entity_id', message: idProblem })
   }
-  if (errors.length > 0) {
-    throw new UnprocessableError(`${errors.length === MAX_ROW_ERRORS ? 'At least ' : ''}${errors.length} entity row${errors.length === 1 ? ' is' : 's are'} invalid: ${errors.slice(0, 3).map((e) => `row ${e.row} ${e.field}: ${e.message}`).join('; ')}`, errors)
-  }
-  return { times, extraColumns: [...extra] }
+  if (errors.length === 0) return
+  throw new UnprocessableError(`${errors.length === MAX_ROW_ERRORS ? 'At least ' : ''}${errors.length} entity row${errors.length === 1 ? ' is' : 's are'} invalid: ${errors.slice(0, 3).map((e) => `row ${e.row} ${e.field}: ${e.message}`).join('; ')}`, errors)
 }
 
 /** 1 to 256 printable ASCII characters: valid without the full (Unicode) check of entityIdProblem. */
