@@ -83,21 +83,18 @@ function fineScale (span: number): number {
   return span > 0 && Number.isFinite(span) ? powerOfTwoAtMost(FINE_BINS / span) : 1
 }
 
-interface BinPass {
-  ref_n: number, ref_min: number | null, ref_max: number | null, ref_s1: number | null, ref_s2: number | null
-  cur_n: number, cur_min: number | null, cur_max: number | null, cur_s1: number | null, cur_s2: number | null
+/** What the summary statement returns: sample statistics, the KS and Wasserstein parts, the quantile bins. */
+interface SummaryRow {
+  /** per sample: count, min, max, mean and sum of squared deviations of (x - shift) / unit */
+  ref_n: number, ref_min: number | null, ref_max: number | null, ref_mu: number | null, ref_m2: number | null
+  cur_n: number, cur_min: number | null, cur_max: number | null, cur_mu: number | null, cur_m2: number | null
   /** max |F_ref - F_cur| at the bin ends */
   ks_ends: number | null
   /** the Wasserstein integral between bins and inside the bins where the CDFs cannot cross */
   w_known: number | null
-  cand_k: number[] | null
-  cand_cr: number[] | null
-  cand_cc: number[] | null
-  cand_definite: boolean[] | null
-}
-
-interface ValuePass {
+  /** max |F_ref - F_cur| inside the candidate bins */
   ks_inside: number | null
+  /** the Wasserstein integral inside the candidate bins where the CDFs may cross */
   w_inside: number | null
   edges: number[] | null
   below_r: number[] | null
@@ -105,31 +102,35 @@ interface ValuePass {
 }
 
 /**
- * Everything a drift check needs, computed in the database without sorting the samples (on a
- * million values, a sort costs several times the reading):
+ * Everything a drift check needs, computed in the database in one read of the samples and
+ * without sorting them (on a million values, a sort costs more than the reading):
  *
  * 0. A probe of a few thousand values sets the fine-bin width (fineScale) and a shift that keeps
  *    the sums of squares precise.
- * 1. One pass over both samples (the point-in-time values) gives every value its fine bin,
- *    k = floor(x * scale), monotone in x: the bins cut the sorted values into runs. A hash
- *    aggregate per bin and side (count, min, max, sums; parallel workers take one sample each)
- *    gives the sample statistics, and a window over the bins both empirical CDFs at every bin
- *    end, exactly. From them: KS at the bin ends, and the Wasserstein integral between bins and
- *    inside every bin where one CDF stays above the other (from the bins' counts and sums).
- *    What cannot be settled from the bins is a short list of candidate bins: bins whose counts
- *    allow a KS gap above the best so far, bins where the CDFs may cross, and the bins holding
- *    the reference ranks of the quantiles.
- * 2. A second pass keeps only the values of the candidate bins and, with window functions over
- *    them, finishes exactly: the largest gap and the integral inside those bins, the reference
- *    order statistics at the quantile ranks (percentile_cont's definition), the distinct quantile
- *    edges, and how many values of each sample lie below each edge (width_bucket's bins).
+ * 1. One statement reads both samples (the point-in-time values) once and gives every value its
+ *    fine bin, k = floor(x * scale), monotone in x: the bins cut the sorted values into runs. A
+ *    hash aggregate per bin and side (count, min, max, sums, and the bin's values as an array;
+ *    parallel workers take one sample each) gives the sample statistics, and a window over the
+ *    bins both empirical CDFs at every bin end, exactly. From them: KS at the bin ends, and the
+ *    Wasserstein integral between bins and inside every bin where one CDF stays above the other
+ *    (from the bins' counts and sums). What cannot be settled from the bins is a short list of
+ *    candidate bins: bins whose counts allow a KS gap above the best so far, bins where the CDFs
+ *    may cross, and the bins holding the reference ranks of the quantiles.
+ * 2. The same statement unnests the values of the candidate bins only (a few thousand of a
+ *    million) and, with window functions over them, finishes exactly: the largest gap and the
+ *    integral inside those bins, the reference order statistics at the quantile ranks
+ *    (percentile_cont's definition), the distinct quantile edges, and how many values of each
+ *    sample lie below each edge (width_bucket's bins).
  *
- * Both passes run in one REPEATABLE READ transaction, so they read the same values. Only bin
- * lists and the statistics leave the database.
+ * The probe and the statement run in one REPEATABLE READ transaction, so they read the same
+ * values. Only the statistics leave the database.
  */
 export async function driftSummary (sql: Sql, reference: SampleSpec, current: SampleSpec, fractions: number[]): Promise<DriftSummary> {
-  const { bins, values, shift, unit } = await sql.begin('isolation level repeatable read', async (tx) => {
-    await tx`SET LOCAL work_mem = '256MB'`
+  const { row, shift, unit } = await sql.begin('isolation level repeatable read', async (tx) => {
+    // work_mem: the per-bin hash aggregate keeps every value (~40 bytes each at peak) until the
+    // candidate bins are known; enable_sort: the row estimates of the point-in-time read are far
+    // too low (DISTINCT ON and the finiteness test), which makes sorting 1M rows by bin look cheap
+    await tx`SELECT set_config('work_mem', '256MB', true), set_config('enable_sort', 'off', true)`
     const [probe] = await tx<{ lo: number | null, hi: number | null, mid: number | null }[]>`
       SELECT min(x) AS lo, max(x) AS hi, avg(x) AS mid
       FROM ((${sampleQuery(tx, reference)} LIMIT ${PROBE_VALUES}) UNION ALL (${sampleQuery(tx, current)} LIMIT ${PROBE_VALUES})) p`
@@ -139,17 +140,32 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
     // deviations from the shift are summed in units of about the probe's span (a power of two,
     // so exact): their squares stay far from overflow
     const unit = span > 0 && Number.isFinite(span) ? 1 / powerOfTwoAtMost(1 / span) : 1
-    // PostgreSQL raises an overflow error rather than returning infinity: values beyond about
-    // 1e150 times the probe's span make the check fail with 22003 (the service answers 422)
-    const binned = (): Fragment => tx`
-      SELECT u.side, u.x, floor(u.x * ${scale}::float8) AS k
-      FROM ((SELECT 0 AS side, x FROM (${sampleQuery(tx, reference)}) r) UNION ALL (SELECT 1 AS side, x FROM (${sampleQuery(tx, current)}) c)) u`
-    const [bins] = await tx<BinPass[]>`
+    // each value with its bin k and its offset d in the bin (no OFFSET 0 to compute them once:
+    // it would make the plan serial). PostgreSQL raises an overflow error rather than returning
+    // infinity: values beyond about 1e150 times the probe's span make the check fail with 22003
+    // (the service answers 422)
+    const binned = (sample: SampleSpec): Fragment => tx`
+      SELECT x, floor(x * ${scale}::float8) AS k, x - floor(x * ${scale}::float8) / ${scale}::float8 AS d
+      FROM (${sampleQuery(tx, sample)}) p`
+    const [row] = await tx<SummaryRow[]>`
       WITH hs AS (
-        SELECT b.k, b.side, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi,
-               sum(b.x - b.k / ${scale}::float8) AS sb, sum((b.x - ${shift}::float8) * ${1 / unit}::float8) AS s1, sum(((b.x - ${shift}::float8) * ${1 / unit}::float8) * ((b.x - ${shift}::float8) * ${1 / unit}::float8)) AS s2
-        FROM (${binned()}) b GROUP BY b.k, b.side),
-      side_stats AS (SELECT side, sum(n) AS n, min(lo) AS mn, max(hi) AS mx, sum(s1) AS s1, sum(s2) AS s2 FROM hs GROUP BY side),
+        -- one aggregate per sample: a parallel worker reads and aggregates a whole sample, and the
+        -- leader gets finished bins (no partial states of the arrays to combine)
+        (SELECT 0 AS side, b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
+         FROM (${binned(reference)}) b GROUP BY b.k)
+        UNION ALL
+        (SELECT 1 AS side, b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
+         FROM (${binned(current)}) b GROUP BY b.k)),
+      -- mean and sum of squared deviations of each sample in (x - shift) / unit, combined from the
+      -- bins' (Chan et al.): bin mean u (base - shift + sb / n, scaled) and m2 = sq - sb^2 / n
+      ht AS (
+        SELECT hs.side, hs.n, hs.lo, hs.hi, ((hs.k / ${scale}::float8 - ${shift}::float8) + hs.sb / hs.n) * ${1 / unit}::float8 AS u,
+               greatest((hs.sq - hs.sb * (hs.sb / hs.n)) * ${1 / unit}::float8 * ${1 / unit}::float8, 0) AS m2
+        FROM hs),
+      sides AS (SELECT side, sum(n) AS n, min(lo) AS mn, max(hi) AS mx, sum(n * u) / sum(n) AS mu FROM ht GROUP BY side),
+      side_stats AS (
+        SELECT sides.side, sides.n, sides.mn, sides.mx, sides.mu, sum(ht.m2 + ht.n * ((ht.u - sides.mu) * (ht.u - sides.mu))) AS m2
+        FROM sides JOIN ht ON ht.side = sides.side GROUP BY sides.side, sides.n, sides.mn, sides.mx, sides.mu),
       g AS (
         SELECT coalesce((SELECT n FROM side_stats WHERE side = 0), 0) AS nr0, coalesce((SELECT n FROM side_stats WHERE side = 1), 0) AS nc0,
                (SELECT nullif(n, 0) FROM side_stats WHERE side = 0) AS nr, (SELECT nullif(n, 0) FROM side_stats WHERE side = 1) AS nc),
@@ -169,88 +185,89 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
                  AND hc.k > '-Infinity' AND hc.k < 'Infinity' AS definite
         FROM hc, g),
       lb AS (SELECT max(abs(d_end)) AS l FROM hd),
-      qk AS MATERIALIZED (
-        SELECT (SELECT hd.k FROM hd WHERE hd.cr <= floor(q.f * (g.nr - 1)) AND floor(q.f * (g.nr - 1)) < hd.cr + hd.nr) AS k1,
-               (SELECT hd.k FROM hd WHERE hd.cr <= ceil(q.f * (g.nr - 1)) AND ceil(q.f * (g.nr - 1)) < hd.cr + hd.nr) AS k2
-        FROM unnest(${fractions}::float8[]) AS q(f), g WHERE g.nr > 0),
+      -- the bins in order, and the reference values below each: cr never decreases, so the bin
+      -- holding reference rank r (cr <= r < cr + nr) is the last one with cr <= r, which
+      -- width_bucket finds by binary search
+      ka AS (SELECT array_agg(k ORDER BY k) AS ks, array_agg(cr ORDER BY k) AS crs FROM hd),
+      qk AS (
+        SELECT width_bucket(floor(q.f * (g.nr - 1)), ka.crs) AS i1, width_bucket(ceil(q.f * (g.nr - 1)), ka.crs) AS i2
+        FROM unnest(${fractions}::float8[]) AS q(f), g, ka WHERE g.nr > 0),
+      -- inside a bin holding a single value the CDFs step once, at that value: nothing to resolve
+      -- there for KS or Wasserstein
       cand AS (
-        SELECT hd.k FROM hd, lb WHERE hd.d_bound > lb.l OR NOT hd.definite
+        SELECT hd.k FROM hd, lb WHERE hd.lo < hd.hi AND (hd.d_bound > lb.l OR NOT hd.definite)
         UNION
-        SELECT hd.k FROM hd JOIN qk ON hd.k BETWEEN qk.k1 AND qk.k2),
-      cd AS (SELECT hd.k, hd.cr, hd.cc, hd.definite FROM hd WHERE hd.k IN (SELECT k FROM cand))
+        SELECT ka.ks[i] FROM qk, ka, generate_series(qk.i1, qk.i2) AS i),
+      c AS MATERIALIZED (SELECT hd.k, hd.cr, hd.cc, hd.nr, hd.nc, hd.lo, hd.hi, hd.definite FROM hd WHERE hd.k IN (SELECT k FROM cand)),
+      -- the second pass: the distinct values of the candidate bins and how many of each sample
+      -- hold each, from the bins' arrays (a bin holding a single value is that value, n times)
+      bv AS MATERIALIZED (
+        SELECT bx.k, bx.x, count(*) FILTER (WHERE bx.side = 0)::float8 AS vr, count(*) FILTER (WHERE bx.side = 1)::float8 AS vc
+        FROM (SELECT hs.side, u.x, hs.k FROM hs JOIN c ON c.k = hs.k AND c.lo < c.hi CROSS JOIN LATERAL unnest(hs.xs) AS u(x)) bx
+        GROUP BY bx.k, bx.x
+        UNION ALL
+        SELECT c.k, c.lo, c.nr, c.nc FROM c WHERE c.lo = c.hi),
+      -- per distinct value: the CDF gap just after it, the next value, and the reference ranks
+      -- [r_lo, r_lo + vr) its copies take
+      bc AS (
+        SELECT bv.k, bv.x, bv.vr, c.definite, lead(bv.x) OVER w AS next_x,
+               (c.cr + sum(bv.vr) OVER w) / g.nr - (c.cc + sum(bv.vc) OVER w) / g.nc AS d,
+               c.cr + sum(bv.vr) OVER w - bv.vr AS r_lo
+        FROM bv JOIN c ON c.k = bv.k CROSS JOIN g
+        WINDOW w AS (PARTITION BY bv.k ORDER BY bv.x ROWS UNBOUNDED PRECEDING)),
+      qp AS (SELECT q.f * (g.nr - 1) AS pos, floor(q.f * (g.nr - 1)) AS r1, ceil(q.f * (g.nr - 1)) AS r2 FROM unnest(${fractions}::float8[]) AS q(f), g WHERE g.nr > 0),
+      -- the values holding reference copies in rank order: r_lo increases strictly, so the value
+      -- holding rank r is the last one with r_lo <= r (width_bucket's binary search)
+      rk AS (SELECT array_agg(bc.r_lo ORDER BY bc.k, bc.x) AS rlo, array_agg(bc.x ORDER BY bc.k, bc.x) AS xs FROM bc WHERE bc.vr > 0),
+      qx AS (SELECT qp.pos, qp.r1, rk.xs[width_bucket(qp.r1, rk.rlo)] AS x1, rk.xs[width_bucket(qp.r2, rk.rlo)] AS x2 FROM qp, rk),
+      qv AS (SELECT qx.x1 + (qx.pos - qx.r1) * (qx.x2 - qx.x1) AS q FROM qx),
+      edges AS (SELECT array(SELECT DISTINCT q FROM qv ORDER BY q) AS e),
+      below AS (
+        SELECT z.e,
+               (SELECT c.cr FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1) + coalesce(sum(bv.vr) FILTER (WHERE bv.x < z.e), 0) AS br,
+               (SELECT c.cc FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1) + coalesce(sum(bv.vc) FILTER (WHERE bv.x < z.e), 0) AS bc
+        FROM (SELECT e, floor(e * ${scale}::float8) AS ke FROM unnest((SELECT e FROM edges)) AS e) z
+        LEFT JOIN bv ON bv.k = z.ke
+        GROUP BY z.e, z.ke)
       SELECT g.nr0::int8 AS ref_n, (SELECT mn FROM side_stats WHERE side = 0) AS ref_min, (SELECT mx FROM side_stats WHERE side = 0) AS ref_max,
-             (SELECT s1 FROM side_stats WHERE side = 0) AS ref_s1, (SELECT s2 FROM side_stats WHERE side = 0) AS ref_s2,
+             (SELECT mu FROM side_stats WHERE side = 0) AS ref_mu, (SELECT m2 FROM side_stats WHERE side = 0) AS ref_m2,
              g.nc0::int8 AS cur_n, (SELECT mn FROM side_stats WHERE side = 1) AS cur_min, (SELECT mx FROM side_stats WHERE side = 1) AS cur_max,
-             (SELECT s1 FROM side_stats WHERE side = 1) AS cur_s1, (SELECT s2 FROM side_stats WHERE side = 1) AS cur_s2,
+             (SELECT mu FROM side_stats WHERE side = 1) AS cur_mu, (SELECT m2 FROM side_stats WHERE side = 1) AS cur_m2,
              (SELECT l FROM lb) AS ks_ends,
              coalesce((SELECT sum(abs(d_end) * (next_lo - hi)) FROM hd WHERE next_lo IS NOT NULL), 0)
                + coalesce((SELECT sum(abs((hd.cr * (hd.hi - hd.lo) + hd.nr * (hd.hi - hd.base) - hd.sr) / g.nr
                                         - (hd.cc * (hd.hi - hd.lo) + hd.nc * (hd.hi - hd.base) - hd.sc) / g.nc))
                            FROM hd WHERE hd.definite), 0) AS w_known,
-             (SELECT array_agg(k ORDER BY k) FROM cd) AS cand_k,
-             (SELECT array_agg(cr ORDER BY k) FROM cd) AS cand_cr,
-             (SELECT array_agg(cc ORDER BY k) FROM cd) AS cand_cc,
-             (SELECT array_agg(definite ORDER BY k) FROM cd) AS cand_definite
-      FROM g`
-    const nr = bins.ref_n
-    const nc = bins.cur_n
-    const candK = (bins.cand_k ?? []).map(Number)
-    if (candK.length === 0 || nr === 0) {
-      return { bins, shift, unit, values: { ks_inside: null, w_inside: null, edges: [], below_r: [], below_c: [] } as ValuePass }
-    }
-    const [values] = await tx<ValuePass[]>`
-      WITH c AS (
-        SELECT * FROM unnest(${candK}::float8[], ${(bins.cand_cr ?? []).map(Number)}::float8[], ${(bins.cand_cc ?? []).map(Number)}::float8[],
-                             ${(bins.cand_definite ?? []).map((d) => (d ? 1 : 0))}::int4[]) AS c(k, cr, cc, definite)),
-      bx AS MATERIALIZED (SELECT b.side, b.x, b.k FROM (${binned()}) b JOIN unnest(${candK}::float8[]) AS ck(k) ON ck.k = b.k),
-      bv AS (
-        SELECT bx.k, bx.x, count(*) FILTER (WHERE bx.side = 0)::float8 AS vr, count(*) FILTER (WHERE bx.side = 1)::float8 AS vc
-        FROM bx GROUP BY bx.k, bx.x),
-      bc AS (
-        SELECT bv.k, bv.x, c.definite, lead(bv.x) OVER w AS next_x,
-               (c.cr + sum(bv.vr) OVER w) / ${nr}::float8 - (c.cc + sum(bv.vc) OVER w) / nullif(${nc}::float8, 0) AS d
-        FROM bv JOIN c ON c.k = bv.k
-        WINDOW w AS (PARTITION BY bv.k ORDER BY bv.x ROWS UNBOUNDED PRECEDING)),
-      ranked AS (
-        SELECT bx.x, c.cr + row_number() OVER (PARTITION BY bx.k ORDER BY bx.x) - 1 AS rank
-        FROM bx JOIN c ON c.k = bx.k WHERE bx.side = 0),
-      qp AS (SELECT q.f * (${nr}::float8 - 1) AS pos, floor(q.f * (${nr}::float8 - 1)) AS r1, ceil(q.f * (${nr}::float8 - 1)) AS r2 FROM unnest(${fractions}::float8[]) AS q(f)),
-      qv AS (SELECT v1.x + (qp.pos - qp.r1) * (v2.x - v1.x) AS q FROM qp JOIN ranked v1 ON v1.rank = qp.r1 JOIN ranked v2 ON v2.rank = qp.r2),
-      edges AS (SELECT array(SELECT DISTINCT q FROM qv ORDER BY q) AS e),
-      below AS (
-        SELECT z.e,
-               (SELECT c.cr FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1)
-                 + (SELECT count(*) FROM bx WHERE bx.k = z.ke AND bx.side = 0 AND bx.x < z.e) AS br,
-               (SELECT c.cc FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1)
-                 + (SELECT count(*) FROM bx WHERE bx.k = z.ke AND bx.side = 1 AND bx.x < z.e) AS bc
-        FROM (SELECT e, floor(e * ${scale}::float8) AS ke FROM unnest((SELECT e FROM edges)) AS e) z)
-      SELECT (SELECT max(abs(d)) FROM bc) AS ks_inside,
-             coalesce((SELECT sum(abs(d) * (next_x - x)) FROM bc WHERE definite = 0 AND next_x IS NOT NULL), 0) AS w_inside,
+             (SELECT max(abs(d)) FROM bc) AS ks_inside,
+             coalesce((SELECT sum(abs(d) * (next_x - x)) FROM bc WHERE NOT definite AND next_x IS NOT NULL), 0) AS w_inside,
              (SELECT e FROM edges) AS edges,
              (SELECT array_agg(br::float8 ORDER BY e) FROM below) AS below_r,
-             (SELECT array_agg(bc::float8 ORDER BY e) FROM below) AS below_c`
-    return { bins, values, shift, unit }
-  }) as { bins: BinPass, values: ValuePass, shift: number, unit: number }
+             (SELECT array_agg(bc::float8 ORDER BY e) FROM below) AS below_c
+      FROM g`
+    return { row, shift, unit }
+  }) as { row: SummaryRow, shift: number, unit: number }
 
-  // mean and sample stddev from the sums of (x - shift) / unit and its square
-  const moments = (n: number, s1: number | null, s2: number | null): { mean: number | null, stddev: number | null } => {
-    if (n === 0 || s1 === null || s2 === null) return { mean: null, stddev: null }
-    return { mean: shift + (s1 / n) * unit, stddev: n > 1 ? Math.sqrt(Math.max(0, (s2 - (s1 * s1) / n) / (n - 1))) * unit : null }
+  // mean and sample stddev from the mean and sum of squared deviations of (x - shift) / unit; a
+  // sample of one repeated value has exactly that mean and a zero stddev (not a rounding residue)
+  const moments = (n: number, mu: number | null, m2: number | null, min: number | null, max: number | null): { mean: number | null, stddev: number | null } => {
+    if (n === 0 || mu === null || m2 === null) return { mean: null, stddev: null }
+    if (min !== null && min === max) return { mean: min, stddev: n > 1 ? 0 : null }
+    return { mean: shift + mu * unit, stddev: n > 1 ? Math.sqrt(Math.max(0, m2 / (n - 1))) * unit : null }
   }
-  const edges = (values.edges ?? []).map(Number)
+  const edges = (row.edges ?? []).map(Number)
   const counts = (below: number[] | null, total: number): number[] => {
     const b = (below ?? []).map(Number)
     return [...b, total].map((x, i) => x - (i === 0 ? 0 : b[i - 1]))
   }
-  const both = bins.ref_n > 0 && bins.cur_n > 0
+  const both = row.ref_n > 0 && row.cur_n > 0
   return {
-    reference: { count: bins.ref_n, ...moments(bins.ref_n, bins.ref_s1, bins.ref_s2), min: bins.ref_min, max: bins.ref_max },
-    current: { count: bins.cur_n, ...moments(bins.cur_n, bins.cur_s1, bins.cur_s2), min: bins.cur_min, max: bins.cur_max },
+    reference: { count: row.ref_n, ...moments(row.ref_n, row.ref_mu, row.ref_m2, row.ref_min, row.ref_max), min: row.ref_min, max: row.ref_max },
+    current: { count: row.cur_n, ...moments(row.cur_n, row.cur_mu, row.cur_m2, row.cur_min, row.cur_max), min: row.cur_min, max: row.cur_max },
     edges,
-    referenceCounts: counts(values.below_r, bins.ref_n),
-    currentCounts: counts(values.below_c, bins.cur_n),
-    ks: both ? Math.max(bins.ks_ends ?? 0, values.ks_inside ?? 0) : null,
-    wasserstein: both ? (bins.w_known ?? 0) + (values.w_inside ?? 0) : null,
+    referenceCounts: counts(row.below_r, row.ref_n),
+    currentCounts: counts(row.below_c, row.cur_n),
+    ks: both ? Math.max(row.ks_ends ?? 0, row.ks_inside ?? 0) : null,
+    wasserstein: both ? (row.w_known ?? 0) + (row.w_inside ?? 0) : null,
   }
 }
 
