@@ -39,7 +39,25 @@ export default async function onlineRoutes (app: App): Promise<void> {
   })
 }
 
+/** `features` strings seen lately -> their references: clients repeat the same few lists. */
+const recentRefs = new Map<string, string[]>()
+const RECENT_REFS_MAX = 1000
+const RECENT_REFS_MAX_LENGTH = 1024
+
 function splitRefs (features: string): string[] {
+  let refs = recentRefs.get(features)
+  if (refs === undefined) {
+    refs = parseRefList(features)
+    if (features.length <= RECENT_REFS_MAX_LENGTH) {
+      if (recentRefs.size >= RECENT_REFS_MAX) recentRefs.clear()
+      recentRefs.set(features, refs)
+    }
+  }
+  return refs
+}
+
+/** The references of a `features` query string; the list is never changed afterwards. */
+function parseRefList (features: string): string[] {
   const refs = features.split(',').map((s) => s.trim()).filter((s) => s !== '')
   if (refs.length === 0) throw new BadRequestError('features must list at least one feature reference, e.g. ?features=close_price,volume', [{ path: '/querystring/features', message: 'is empty' }])
   if (refs.length > MAX_ONLINE_FEATURES) throw new BadRequestError(`at most ${MAX_ONLINE_FEATURES} features per request`, [{ path: '/querystring/features', message: `lists ${refs.length} features` }])

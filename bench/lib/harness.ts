@@ -2,7 +2,7 @@ import pino from 'pino'
 import { startTestCluster, stopTestCluster } from '../../test/lib/embedded-test-cluster.js'
 import { connect, withDatabase } from '../../db/connection.js'
 import { openDatabase, type Database } from '../../db/bootstrap.js'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig, type Config } from '../../src/config.js'
 import { buildApp, type App } from '../../src/app.js'
 import { startUp } from '../../src/services/startup.js'
 
@@ -53,20 +53,28 @@ export interface BenchApp {
   close: () => Promise<void>
 }
 
+export interface BenchAppOptions {
+  /** Settings over the bench defaults (auth, rate limits and load shedding off). */
+  config?: Partial<Config>
+  /** Logger options for the app; default none. */
+  logger?: boolean | Record<string, unknown>
+}
+
 /**
- * The whole service on a fresh database of the bench server, with auth, rate limits and load
- * shedding off (they would measure the harness, not the service). Not listening yet.
+ * The whole service on a fresh database of the bench server, by default with auth, rate limits
+ * and load shedding off (they would measure the harness, not the service; a bench that measures
+ * them turns them on). Not listening yet.
  */
-export async function openBenchApp (adminUrl: string, label: string): Promise<BenchApp> {
+export async function openBenchApp (adminUrl: string, label: string, opts: BenchAppOptions = {}): Promise<BenchApp> {
   const admin = connect(adminUrl, { max: 1 })
   const name = `bench_${label}_${process.pid}`
   await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
   await admin.unsafe(`CREATE DATABASE "${name}"`)
   const url = withDatabase(adminUrl, name)
-  const config = loadConfig({}, { LOAD_DEFAULTS: false, BACKGROUND_JOBS: false, AUTH: 'off', RATE_LIMIT_MAX: 0, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, DB_POOL_MAX: 4 })
+  const config = loadConfig({}, { LOAD_DEFAULTS: false, BACKGROUND_JOBS: false, AUTH: 'off', RATE_LIMIT_MAX: 0, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, DB_POOL_MAX: 4, ...opts.config })
   const db = await openDatabase(url, config)
   await startUp(db, config, pino({ level: 'silent' }))
-  const app = await buildApp({ config, sql: db.sql, storageMode: db.storageMode, databaseUrl: url }, { logger: false, backgroundJobs: false })
+  const app = await buildApp({ config, sql: db.sql, storageMode: db.storageMode, databaseUrl: url }, { logger: opts.logger ?? false, backgroundJobs: false })
   return {
     app, db, url,
     close: async () => {

@@ -1,9 +1,10 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { UnauthorizedError, ForbiddenError } from '../domain/errors.js'
-import { isMutation, resolveAuthMode, routeAccess, scopeSatisfies, strongestScope, type RouteAccess } from '../domain/access.js'
+import { isMutation, resolveAuthMode, routeAccess, scopeSatisfies, strongestScope, type RouteAccess, type Scope } from '../domain/access.js'
 import type { Principal } from '../services/api-keys.js'
 import type { Config } from '../config.js'
+import { withHook } from './route-hooks.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -25,19 +26,18 @@ declare module 'fastify' {
 
 const AUTHENTICATED = Symbol('authenticated')
 type Marked = FastifyRequest & { [AUTHENTICATED]?: boolean }
+type Hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+type AsyncHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 
 const MAX_AUDIT_URL = 2048
 
 /** The key of an `Authorization: Bearer <key>` header; undefined when there is none. */
 export function bearerToken (header: string | undefined): string | undefined {
   if (header === undefined) return undefined
+  // the usual form, without a regular expression (this runs twice per request)
+  if (header.startsWith('Bearer ') && header.length > 7 && !/\s/.test(header.slice(7))) return header.slice(7)
   const m = /^\s*bearer\s+(\S+)\s*$/i.exec(header)
   return m ? m[1] : ''
-}
-
-function accessOf (request: FastifyRequest): RouteAccess {
-  const cfg = request.routeOptions.config
-  return cfg.access ?? routeAccess({ method: request.method, url: request.routeOptions.url ?? request.url, declared: cfg.scope, security: request.routeOptions.schema?.security })
 }
 
 /**
@@ -47,6 +47,10 @@ function accessOf (request: FastifyRequest): RouteAccess {
  * operation needs. Requests carry `Authorization: Bearer <key>`: no or a bad key -> 401, a
  * key without the scope -> 403. Every mutation that got past authentication (whatever its
  * outcome) is written to the audit log after the answer is sent.
+ *
+ * The checks are hooks of the routes themselves, attached when each route is registered with
+ * its scope already known: public routes run none, reads run the key check only, and only
+ * mutations carry the audit hook.
  */
 async function authPlugin (app: FastifyInstance, opts: { config: Config }): Promise<void> {
   const mode = resolveAuthMode(opts.config)
@@ -60,26 +64,8 @@ async function authPlugin (app: FastifyInstance, opts: { config: Config }): Prom
   app.decorateRequest('principal', null)
   app.decorateRequest('auditDetail', null)
 
-  app.addHook('onRoute', (route: RouteOptions) => {
-    const access = routeAccess({ method: String(route.method), url: route.url, declared: route.config?.scope, security: route.schema?.security })
-    route.config = { ...route.config, access }
-    if (route.schema && !(route.schema as { hide?: boolean }).hide) {
-      const note = access === 'public' ? 'No API key needed.' : `Needs an API key with scope \`${access}\`${access === 'admin' ? '' : ' or stronger'}.`
-      route.schema = {
-        ...route.schema,
-        security: access === 'public' ? [] : [{ bearer: [access] }],
-        description: route.schema.description ? `${route.schema.description}\n\n${note}` : note,
-      }
-    }
-  })
-
-  app.addHook('onRequest', async (request) => {
-    const access = accessOf(request)
-    if (access === 'public') return
-    if (!mode.enabled) {
-      (request as Marked)[AUTHENTICATED] = true
-      return
-    }
+  /** The key check of a route that demands `access`. */
+  const authenticate = (access: Scope): AsyncHook => async (request) => {
     const token = bearerToken(request.headers.authorization)
     if (token === undefined) throw new UnauthorizedError('An API key is required: send Authorization: Bearer <key>')
     if (token === '' || token.length > 512) throw new UnauthorizedError('The Authorization header is malformed: send Authorization: Bearer <key>')
@@ -90,16 +76,21 @@ async function authPlugin (app: FastifyInstance, opts: { config: Config }): Prom
     if (!scopeSatisfies(principal.scopes, access)) {
       throw new ForbiddenError(`This operation needs the '${access}' scope; the key '${principal.name}' has '${strongestScope(principal.scopes) ?? 'none'}'`)
     }
-  })
-
-  app.addHook('onResponse', async (request, reply) => {
-    if (!(request as Marked)[AUTHENTICATED] || !isMutation(request.method, accessOf(request))) return
+  }
+  /** With auth off every request is let through as anonymous (and so audited when it mutates). */
+  const letThrough: Hook = (request, _reply, done) => {
+    (request as Marked)[AUTHENTICATED] = true
+    done()
+  }
+  const audit = (access: RouteAccess, route: string): Hook => (request, reply, done) => {
+    done()
+    if (!(request as Marked)[AUTHENTICATED] || !isMutation(request.method, access)) return
     const p = request.principal
     void app.services.audit.record({
       keyId: p?.keyId ?? null,
       keyName: p?.name ?? null,
       method: request.method,
-      route: request.routeOptions.url ?? request.url,
+      route,
       url: request.url.length > MAX_AUDIT_URL ? `${request.url.slice(0, MAX_AUDIT_URL)}...` : request.url,
       params: {
         path: request.params ?? {},
@@ -111,6 +102,25 @@ async function authPlugin (app: FastifyInstance, opts: { config: Config }): Prom
       ip: request.ip,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
     })
+  }
+
+  app.addHook('onRoute', (route: RouteOptions) => {
+    const access = routeAccess({ method: String(route.method), url: route.url, declared: route.config?.scope, security: route.schema?.security })
+    route.config = { ...route.config, access }
+    if (route.schema && !(route.schema as { hide?: boolean }).hide) {
+      const note = access === 'public' ? 'No API key needed.' : `Needs an API key with scope \`${access}\`${access === 'admin' ? '' : ' or stronger'}.`
+      route.schema = {
+        ...route.schema,
+        security: access === 'public' ? [] : [{ bearer: [access] }],
+        description: route.schema.description ? `${route.schema.description}\n\n${note}` : note,
+      }
+    }
+    if (access === 'public') return
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    const mutates = methods.some((m) => isMutation(m, access))
+    if (mode.enabled) route.onRequest = withHook(route.onRequest, authenticate(access)) as RouteOptions['onRequest']
+    else if (mutates) route.onRequest = withHook(route.onRequest, letThrough) as RouteOptions['onRequest']
+    if (mutates) route.onResponse = withHook(route.onResponse, audit(access, route.url)) as RouteOptions['onResponse']
   })
 }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import { withHook } from './route-hooks.js'
 
 /** The header on answers given while the database is unreachable (from caches, so maybe stale). */
 export const STALE_HEADER = 'x-stale'
@@ -14,11 +15,13 @@ async function databaseHealthPlugin (app: FastifyInstance): Promise<void> {
   app.addHook('onError', async (_request, _reply, err) => {
     app.services.databaseHealth.reportFailure(err)
   })
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (app.services.databaseHealth.unavailableSince !== null && reply.statusCode < 400 && request.routeOptions.config.access !== 'public') {
-      reply.header(STALE_HEADER, 'database-unavailable')
-    }
-    return payload
+  // a hook of each non-public route (known when it is registered), not of every request
+  const markStale = (_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void => {
+    if (app.services.databaseHealth.unavailableSince !== null && reply.statusCode < 400) reply.header(STALE_HEADER, 'database-unavailable')
+    done(null, payload)
+  }
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (route.config?.access !== 'public') route.onSend = withHook(route.onSend, markStale) as RouteOptions['onSend']
   })
 }
 

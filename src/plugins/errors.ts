@@ -99,7 +99,10 @@ async function errorsPlugin (app: FastifyInstance): Promise<void> {
     else request.log.info({ status: p.status, detail: p.detail }, 'request rejected')
     return sendProblem(reply, p, err instanceof AppError ? err.headers : undefined)
   })
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, toProblem({ code: 'FST_ERR_NOT_FOUND' }, request)))
+  app.setNotFoundHandler((request, reply) => {
+    request.log.info({ req: request, status: 404 }, 'request rejected: no such route')
+    return sendProblem(reply, toProblem({ code: 'FST_ERR_NOT_FOUND' }, request))
+  })
 }
 
 export default fp(errorsPlugin, { name: 'errors' })

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { createHash } from 'node:crypto'
 import { getHeapStatistics } from 'node:v8'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import rateLimit from '@fastify/rate-limit'
 import helmet from '@fastify/helmet'
@@ -19,13 +19,19 @@ class OverloadedError extends AppError {
   }
 }
 
+/** Longest key kept as it is in a bucket name (the auth check refuses longer ones anyway). */
+const MAX_BUCKET_KEY = 512
+
 /**
- * The rate limit bucket of a request: the presented key (by a digest of it, so the bucket is
- * known without a database lookup and bad keys are limited too), else the client address.
+ * The rate limit bucket of a request: the presented key (so the bucket is known without a
+ * database lookup and bad keys are limited too), else the client address. The key itself names
+ * the bucket, as in the key lookup cache: no hashing per request; a longer header is digested,
+ * so the store's memory stays bounded.
  */
 export function rateLimitBucket (request: FastifyRequest): string {
   const token = bearerToken(request.headers.authorization)
-  return token === undefined ? `ip:${request.ip}` : `key:${createHash('sha256').update(token).digest('base64url').slice(0, 22)}`
+  if (token === undefined) return `ip:${request.ip}`
+  return token.length <= MAX_BUCKET_KEY ? `key:${token}` : `key#${createHash('sha256').update(token).digest('base64url')}`
 }
 
 /**
@@ -47,14 +53,47 @@ const CSP_DIRECTIVES = {
   'style-src': ["'self'", "'unsafe-inline'"],
 }
 
+/** The options given to @fastify/helmet: its defaults, with the CSP above. */
+const HELMET_OPTIONS = { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES } }
+
 /**
- * Cross-cutting protection, in the order a request meets it: load shedding
- * (@fastify/under-pressure), rate limits per key or address (@fastify/rate-limit), security
- * headers (@fastify/helmet) and, only when configured, CORS (@fastify/cors). Body size
- * limits are Fastify's own (bodyLimit, 413).
+ * The headers @fastify/helmet puts on an answer, rendered once: helmet's headers depend only on
+ * its options (no CSP nonces here), but @fastify/helmet rebuilds the whole helmet middleware
+ * from its options on every request (two hooks, ~15-25 µs, the largest cost of a cached online
+ * read). So @fastify/helmet answers one request of a throwaway instance at start, and the
+ * headers it added (those a bare instance does not send) are what every answer gets.
+ */
+export async function renderHelmetHeaders (options: Record<string, unknown> = HELMET_OPTIONS): Promise<Array<[string, string]>> {
+  const probe = async (withHelmet: boolean): Promise<Record<string, unknown>> => {
+    const app = Fastify({ logger: false })
+    if (withHelmet) await app.register(helmet, { global: true, ...options })
+    app.get('/', async () => 'probe')
+    const res = await app.inject({ method: 'GET', url: '/' })
+    await app.close()
+    return res.headers
+  }
+  const [bare, helmeted] = [await probe(false), await probe(true)]
+  const perAnswer = new Set(['date', 'connection', 'keep-alive', 'content-length', 'content-type', 'transfer-encoding'])
+  const rendered = Object.entries(helmeted).filter(([k, v]) => !perAnswer.has(k) && bare[k] !== v).map(([k, v]): [string, string] => [k, String(v)])
+  if (rendered.length === 0) throw new Error('@fastify/helmet rendered no headers')
+  return rendered
+}
+
+/**
+ * Cross-cutting protection, in the order a request meets it: security headers (helmet's,
+ * rendered once, on every answer including refusals), load shedding (@fastify/under-pressure),
+ * rate limits per key or address (@fastify/rate-limit, before authentication, so bad keys are
+ * limited too) and, only when configured, CORS (@fastify/cors). Body size limits are Fastify's
+ * own (bodyLimit, 413).
  */
 async function securityPlugin (app: FastifyInstance, opts: { config: Config }): Promise<void> {
   const c = opts.config
+  const headers = await renderHelmetHeaders()
+  app.addHook('onRequest', (_request, reply, done) => {
+    for (let i = 0; i < headers.length; i++) reply.header(headers[i][0], headers[i][1])
+    done()
+  })
+
   const heapLimit = c.PRESSURE_MAX_HEAP_USED_BYTES ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9)
   if (c.PRESSURE_MAX_EVENT_LOOP_DELAY_MS > 0 || heapLimit > 0) {
     // No health check: it would run against the database, and an unreachable database must not
@@ -78,12 +117,6 @@ async function securityPlugin (app: FastifyInstance, opts: { config: Config }): 
         { headers: { 'retry-after': String(Math.max(1, Math.ceil(ctx.ttl / 1000))) } }),
     })
   }
-
-  // helmet rebuilds the CSP string on every request (~25 µs, the largest cost of a cached online
-  // read); the directives never change, so the header is rendered once here instead.
-  await app.register(helmet, { global: true, contentSecurityPolicy: false })
-  const csp = Object.entries(CSP_DIRECTIVES).map(([k, v]) => `${k} ${v.join(' ')}`).join(';')
-  app.addHook('onRequest', async (_request, reply) => { reply.header('content-security-policy', csp) })
 
   if (c.CORS_ORIGINS) {
     const origins = c.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
