@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
 import { CsvBody, IdempotencyHeaders, IngestResponse, JsonBody, NdjsonBody, OnInvalidQuery } from './schemas/values.js'
-import type { BodyFormat } from '../src/services/ingest.js'
+import { idempotencyPrincipal, type BodyFormat } from '../src/services/ingest.js'
 
 const STREAMED: Record<string, BodyFormat> = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' }
 
@@ -52,6 +52,7 @@ export default async function valuesRoutes (app: App): Promise<void> {
       format,
       onInvalid: (request.query as { on_invalid: 'reject' | 'skip' }).on_invalid,
       idempotencyKey: key,
+      idempotencyPrincipal: idempotencyPrincipal(request.principal),
       ...(stream === undefined ? { body: request.body, bodySha256: jsonBodyHashes.get(request.raw) } : { stream }),
     }).catch((err: unknown) => {
       // An answer before the end of a streamed body: close the connection rather than read the rest.

@@ -1,26 +1,82 @@
-// postinstall: a one-line guard in postgres.js (porsager/postgres) for a race in its write
-// path. When a connection closes while a transaction is open, postgres.js still sends the
-// transaction's ROLLBACK on it; the write is scheduled with setImmediate and then dereferences
-// the closed (null) socket, an uncaught TypeError that would end the whole service on any
-// database restart. The guard fails the pending queries with CONNECTION_CLOSED instead.
-// Idempotent; if the driver's code has changed it says so and leaves it alone.
+// postinstall: small guards in postgres.js (porsager/postgres 3.4) for races between a
+// connection's life and its close, each of which took the whole service down (or left a
+// connection broken) whenever the database restarted. test/db/postgres-driver.test.ts checks
+// them against the installed driver and a real server.
+//
+// 1. write-path: when a connection closes while a transaction is open, postgres.js still sends
+//    the transaction's ROLLBACK on it; the write is scheduled with setImmediate and then
+//    dereferences the closed (null) socket, an uncaught TypeError. The guard fails the pending
+//    queries with CONNECTION_CLOSED instead.
+// 2. type-fetch: every new connection first runs an internal query for the array types
+//    (fetch_types), from an async function whose promise the driver drops. When the connection
+//    dies before that query answers (PostgreSQL shutting down or restarting while the connection
+//    is being opened), the query is failed and its rejection reaches no one: an unhandled
+//    rejection (CONNECTION_CLOSED at Socket.closed, or 57P01), fatal for a process that treats
+//    those as fatal. Its failure is already reported to the caller's query by the connection's
+//    own error handling, so the guard drops it (upstream issues #1192, #1205, #1223).
+// 3. reconnect: when a connection dies during that type fetch and the driver reconnects for the
+//    caller's query, it kept the dead connection's query and error, failed the caller's query
+//    with that old error on the new, healthy connection, and then skipped the type fetch there
+//    (array parameters were sent unserialised). The guard fails the internal query and clears
+//    both before reconnecting (upstream issue #1223).
+//
+// Idempotent: a guard already present is left as it is; a file whose code has changed is left
+// alone with a warning (then check the races by hand: run test/db/postgres-driver.test.ts).
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'postgres')
-const ORIGINAL = '  function nextWrite(fn) {\n    const x = socket.write(chunk, fn)'
-const GUARDED = '  function nextWrite(fn) {\n    if (socket === null) { chunk = nextWriteTimer = null; error(Errors.connection(\'CONNECTION_CLOSED\', options)); return false } // feature-store guard\n    const x = socket.write(chunk, fn)'
 
-for (const file of ['src/connection.js', 'cjs/src/connection.js']) {
-  const p = path.join(root, file)
-  if (!existsSync(p)) continue
-  const text = readFileSync(p, 'utf8')
-  if (text.includes('// feature-store guard')) continue
-  if (!text.includes(ORIGINAL)) {
-    console.warn(`postgres driver guard: ${file} has changed; not patched (check the write-path race by hand)`)
-    continue
+const GUARDS = [
+  {
+    name: 'write-path',
+    original: '  function nextWrite(fn) {\n    const x = socket.write(chunk, fn)',
+    guarded: '  function nextWrite(fn) {\n    if (socket === null) { chunk = nextWriteTimer = null; error(Errors.connection(\'CONNECTION_CLOSED\', options)); return false } // feature-store guard\n    const x = socket.write(chunk, fn)',
+  },
+  {
+    name: 'type-fetch',
+    original: '        initial.reserve && (initial = null)\n        return fetchArrayTypes()\n',
+    guarded: '        initial.reserve && (initial = null)\n        return fetchArrayTypes().catch(noop) // feature-store guard: failure reaches the caller through the connection\n',
+  },
+  {
+    name: 'reconnect',
+    original: '    if (initial)\n      return reconnect()\n\n    !hadError && (query || sent.length) && error(Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n',
+    guarded: '    if (initial) { // feature-store guard: no query or error of the dead connection survives into the next one\n      query && queryError(query, Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n      query = errorResponse = null\n      return reconnect()\n    }\n\n    !hadError && (query || sent.length) && error(Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n    query && queryError(query, Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n    query = errorResponse = null // feature-store guard\n',
+  },
+  {
+    name: 'reserve-retry',
+    file: 'index.js',
+    original: '        const query = { reserve: resolve, reject }\n',
+    guarded: '        const query = { reserve: resolve, reject: e => (queries.remove(query), reject(e)) } // feature-store guard: a failed reserve leaves the queue\n',
+  },
+  {
+    name: 'reserve-retry',
+    file: 'index.js',
+    original: '    queries.length && connect(c, queries.shift())\n  }\n',
+    guarded: '    queries.length && connect(c, (q => (q.reserve && queries.push(q), q))(queries.shift())) // feature-store guard: a reserve stays queued until a connection is ready for it\n  }\n',
+  },
+]
+
+for (const dir of ['src', 'cjs/src']) {
+  for (const file of ['connection.js', 'index.js']) {
+    const p = path.join(root, dir, file)
+    if (!existsSync(p)) continue
+    let text = readFileSync(p, 'utf8')
+    const applied = []
+    for (const guard of GUARDS.filter((g) => (g.file ?? 'connection.js') === file)) {
+      if (text.includes(guard.guarded)) continue
+      const at = text.indexOf(guard.original)
+      if (at < 0 || text.indexOf(guard.original, at + 1) >= 0) {
+        console.warn(`postgres driver guard '${guard.name}': ${dir}/${file} has changed; not patched (check the race by hand: test/db/postgres-driver.test.ts)`)
+        continue
+      }
+      text = text.replace(guard.original, guard.guarded)
+      applied.push(guard.name)
+    }
+    if (applied.length > 0) {
+      writeFileSync(p, text)
+      console.log(`postgres driver guards applied to ${dir}/${file}: ${applied.join(', ')}`)
+    }
   }
-  writeFileSync(p, text.replace(ORIGINAL, GUARDED))
-  console.log(`postgres driver guard applied to ${file}`)
 }

@@ -19,8 +19,9 @@ async function main (): Promise<void> {
   const pretty = process.stdout.isTTY && process.env.NODE_ENV !== 'production'
   const loggerOptions = { level: config.LOG_LEVEL, ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}) }
   const log = pino(loggerOptions)
-  // The PostgreSQL driver can reject a query it sent on a connection that then closed with no
-  // one left to await it (seen under load during database restarts). Such a rejection is
+  // Last line of defence: a rejection carrying a database connection error that no one awaits
+  // (the known source, the driver's own array-type query on a connection that died while
+  // opening, is handled by the postinstall guard; see scripts/patch-postgres-driver.mjs) is
   // logged, not fatal: the pool reconnects by itself. Anything else still ends the process.
   process.on('unhandledRejection', (reason) => {
     const code = (reason as { code?: string } | null)?.code

@@ -10,7 +10,7 @@ export const OnInvalidQuery = Type.Object({
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({
     minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7E]+$',
-    description: 'Makes the request safe to retry: a retry with the same key and the same body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is a 422. Keys are kept at least 24 hours.',
+    description: 'Makes the request safe to retry: a retry with the same key and the same body returns the first answer (with Idempotent-Replayed: true) and writes nothing; the same key with another body is a 422. A key belongs to the API key that sent it: the same key from another API key is another request. Keys are kept at least 24 hours.',
   })),
 })
 

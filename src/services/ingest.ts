@@ -5,7 +5,7 @@ import { parse as parseCsv, CsvError, type Parser } from 'csv-parse'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql, TxSql } from '../../db/connection.js'
 import { ValueStaging, loadDefinitions, type CommitResult } from '../../db/values.js'
-import { findIdempotentAnswer, lockIdempotencyKey, purgeIdempotencyKeys, saveIdempotentAnswer } from '../../db/idempotency.js'
+import { findIdempotentAnswer, lockIdempotencyKey, purgeIdempotencyKeys, saveIdempotentAnswer, type IdempotencySlot } from '../../db/idempotency.js'
 import { notifyOnlineChange } from '../../db/online.js'
 import { AppError, BadRequestError, PayloadTooLargeError, UnprocessableError } from '../domain/errors.js'
 import {
@@ -15,6 +15,7 @@ import {
 import type { IngestResponse } from '../../routes/schemas/values.js'
 import type { OnlineChange } from './online-cache.js'
 import type { OnlineService } from './online.js'
+import type { Principal } from './api-keys.js'
 
 export type BodyFormat = 'json' | 'ndjson' | 'csv'
 
@@ -22,6 +23,8 @@ export interface IngestRequest {
   format: BodyFormat
   onInvalid: OnInvalid
   idempotencyKey?: string
+  /** Who sent the key (idempotencyPrincipal): the same key from another caller is another key. */
+  idempotencyPrincipal?: string
   /** json: the parsed body */
   body?: unknown
   /** json: SHA-256 (hex) of the raw body bytes, when an idempotency key is given */
@@ -49,6 +52,16 @@ const MAX_LINE_BYTES = 1024 * 1024
 const PURGE_EVERY_MS = 10 * 60_000
 
 /**
+ * The owner of an Idempotency-Key: the API key's id; one fixed value for the ADMIN_API_KEY of
+ * the environment; one for every caller when authentication is off (there is no caller to tell
+ * apart then). Revoking a key and creating a new one makes a new owner.
+ */
+export function idempotencyPrincipal (principal: Principal | null): string {
+  if (principal === null) return 'anonymous'
+  return principal.keyId === null ? 'env:ADMIN_API_KEY' : `key:${principal.keyId}`
+}
+
+/**
  * POST /v1/values: checks every row against its definition and writes the valid ones in one
  * transaction (one ingested_at stamp, online table and cache kept current). The answer is
  * returned only after COMMIT. Bodies are read as they arrive, in constant memory.
@@ -66,13 +79,14 @@ export class IngestService {
   async ingest (req: IngestRequest): Promise<IngestAnswer> {
     if (req.format === 'json') checkJsonShape(req.body, this.settings.maxJsonRows)
     const key = req.idempotencyKey
+    const slot: IdempotencySlot | undefined = key === undefined ? undefined : { scope: IDEMPOTENCY_SCOPE, principal: req.idempotencyPrincipal ?? idempotencyPrincipal(null), key }
     const hash = key === undefined ? undefined : createHash('sha256').update(`${req.format}\n${req.onInvalid}\n`)
     if (hash && req.format === 'json') hash.update(req.bodySha256 ?? JSON.stringify(req.body))
     let change: OnlineChange | undefined
     const answer = await this.sql.begin(async (tx) => {
-      if (key !== undefined) {
-        await lockIdempotencyKey(tx, IDEMPOTENCY_SCOPE, key)
-        const prior = await findIdempotentAnswer(tx, IDEMPOTENCY_SCOPE, key)
+      if (slot !== undefined) {
+        await lockIdempotencyKey(tx, slot)
+        const prior = await findIdempotentAnswer(tx, slot)
         if (prior !== undefined) {
           if (req.stream) await drain(req.stream, hash!)
           if (prior.requestHash !== hash!.digest('hex')) {
@@ -95,7 +109,7 @@ export class IngestService {
       change = result === undefined ? undefined : changeOf(result)
       if (change !== undefined) await notifyOnlineChange(tx, this.online.announcement(change))
       const body = run.response(result)
-      if (key !== undefined) await saveIdempotentAnswer(tx, IDEMPOTENCY_SCOPE, key, hash!.digest('hex'), 200, body)
+      if (slot !== undefined) await saveIdempotentAnswer(tx, slot, hash!.digest('hex'), 200, body)
       return { statusCode: 200, body, replayed: false }
     })
     // Read-your-writes: this instance forgets the changed keys before it answers.

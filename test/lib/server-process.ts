@@ -12,13 +12,18 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
-/** Spawns the real server (`node --import tsx src/server.ts`) and waits until it listens. */
+/**
+ * Spawns the real server (`node --import tsx src/server.ts`) and waits until it listens. Like
+ * the in-process test app, it runs without load shedding unless `env` sets it: on a busy test
+ * machine a freshly started server lags for a second or more, and under-pressure would answer
+ * its first requests 503 (seen failing the SIGKILL test), which is not what these tests check.
+ */
 export async function spawnServer (env: Record<string, string>, timeoutMs = 90_000): Promise<ServerProcess> {
   // the test runner's own instrumentation (NODE_OPTIONS, TAP_*) stays out: it handles signals itself
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !/^(TAP|_TAPJS)/.test(k)))
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: REPO_ROOT,
-    env: { ...inherited, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { ...inherited, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', PRESSURE_MAX_HEAP_USED_BYTES: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: string[] = []
