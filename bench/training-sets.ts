@@ -23,7 +23,8 @@ import type { Bench, BenchResult } from './lib/harness.js'
  * (SYMBOL~r, values scaled by 1 + r/1000): 70 entities, ~10.1 M values, loaded with COPY.
  * Without ../shared/data, random walks of the same shape. Entity rows: 1,000,000 random
  * (entity, minute) pairs over the whole range, sorted by time, sent inline as JSON; the answer
- * is read as CSV. A grid of the same size (no JSON body to parse) is measured too.
+ * is read as CSV. A grid of the same size (no JSON body to parse) is measured too. Both with the
+ * join read on 1 and on 2 connections (TRAINING_READ_CONNECTIONS); the headline figures are 2's.
  * DuckDB: one table per feature, ASOF LEFT JOIN x 6, ordered like the input, written as CSV.
  */
 const H = 3_600_000
@@ -121,11 +122,42 @@ function rssBytes (pid: number): number {
   return m ? Number(m[1]) * 1024 : 0
 }
 
-interface Measured { seconds: number, firstByteSeconds: number, lines: number, bytes: number, rssGrowth: number, status: number }
+/** CPU seconds (user + system) the process has used. */
+function cpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/**
+ * CPU seconds used by a local PostgreSQL: its backends alive now plus those that have exited
+ * (the postmaster's cumulative children times); NaN when the server is not on this machine.
+ */
+function postgresCpuSeconds (postmasterPid: number | undefined): number {
+  if (postmasterPid === undefined) return Number.NaN
+  try {
+    const stat = (pid: string | number): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+    const own = stat(postmasterPid)
+    let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]) // utime, stime, cutime, cstime
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue
+      try {
+        const f = stat(pid)
+        if (Number(f[1]) === postmasterPid) ticks += Number(f[11]) + Number(f[12])
+      } catch { /* exited meanwhile */ }
+    }
+    return ticks / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+interface Measured { seconds: number, firstByteSeconds: number, lines: number, bytes: number, rssGrowth: number, status: number, serviceCpuSeconds: number, postgresCpuSeconds: number }
 
 /** Posts a body, reads the CSV answer to its end, samples the service's RSS meanwhile. */
-async function measure (port: number, pid: number, body: Buffer): Promise<Measured> {
+async function measure (port: number, pid: number, body: Buffer, postmasterPid?: number): Promise<Measured> {
   const base = rssBytes(pid)
+  const cpuBase = cpuSeconds(pid)
+  const pgCpuBase = postgresCpuSeconds(postmasterPid)
   let peak = base
   const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)) }, 20)
   const started = process.hrtime.bigint()
@@ -142,7 +174,7 @@ async function measure (port: number, pid: number, body: Buffer): Promise<Measur
         })
         res.on('end', () => {
           peak = Math.max(peak, rssBytes(pid))
-          resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, firstByteSeconds: firstByte, lines, bytes, rssGrowth: peak - base, status: res.statusCode ?? 0 })
+          resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, firstByteSeconds: firstByte, lines, bytes, rssGrowth: peak - base, status: res.statusCode ?? 0, serviceCpuSeconds: cpuSeconds(pid) - cpuBase, postgresCpuSeconds: postgresCpuSeconds(postmasterPid) - pgCpuBase })
         })
         res.on('error', reject)
       })
@@ -154,14 +186,14 @@ async function measure (port: number, pid: number, body: Buffer): Promise<Measur
   }
 }
 
-async function startService (url: string): Promise<{ child: ChildProcess, port: number }> {
+async function startService (url: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess, port: number }> {
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
     env: {
       ...process.env,
       DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', LOAD_DEFAULTS: 'false', BACKGROUND_JOBS: 'false',
-      AUTH: 'off', RATE_LIMIT_MAX: '0', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', PRESSURE_MAX_HEAP_USED_BYTES: '0', NODE_ENV: 'production',
+      AUTH: 'off', RATE_LIMIT_MAX: '0', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', PRESSURE_MAX_HEAP_USED_BYTES: '0', NODE_ENV: 'production', ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
@@ -208,18 +240,38 @@ const bench: Bench = {
       const gridBody = Buffer.from(JSON.stringify({ features: FEATURES, grid: { entities, from: new Date(startMs).toISOString(), to: new Date(startMs + (steps - 1) * H).toISOString(), every: '1h' } }))
       writeFileSync(path.join(tmp, 'rows.csv'), `ord,entity_id,t\n${rows.map((r, i) => `${i},${entities[r.e]},${new Date(r.t).toISOString()}`).join('\n')}\n`)
 
-      const service = await startService(url)
-      child = service.child
-      await measure(service.port, child.pid!, Buffer.from(JSON.stringify({ features: FEATURES, entity_rows: rows.slice(0, 50_000).map((r) => ({ entity_id: entities[r.e], event_time: new Date(r.t).toISOString() })) })))
-      const inline = await measure(service.port, child.pid!, body)
-      if (inline.status !== 200 || inline.lines !== ROWS + 1) throw new Error(`training set answered ${inline.status} with ${inline.lines} lines`)
-      const grid = await measure(service.port, child.pid!, gridBody)
-      if (grid.status !== 200 || grid.lines !== steps * entities.length + 1) throw new Error(`grid training set answered ${grid.status} with ${grid.lines} lines`)
-      console.log(`  inline: ${inline.seconds.toFixed(2)} s (first byte ${inline.firstByteSeconds.toFixed(2)} s), ${(inline.bytes / 2 ** 20).toFixed(0)} MiB CSV, body ${(body.length / 2 ** 20).toFixed(0)} MiB, RSS +${(inline.rssGrowth / 2 ** 20).toFixed(0)} MiB`)
-      console.log(`  grid:   ${grid.seconds.toFixed(2)} s (first byte ${grid.firstByteSeconds.toFixed(2)} s), RSS +${(grid.rssGrowth / 2 ** 20).toFixed(0)} MiB`)
-      child.kill('SIGTERM')
-      await new Promise((resolve) => child!.once('exit', resolve))
-      child = undefined
+      // the same requests with the join read on 1 and on 2 connections (TRAINING_READ_CONNECTIONS),
+      // interleaved over two rounds (a fresh, warmed-up service each time, so that a change of
+      // the machine's load hits both alike); the best round of each is kept, RSS the worst
+      const postmasterPid = await (async () => {
+        try {
+          const [{ dir }] = await admin<Array<{ dir: string }>>`SELECT current_setting('data_directory') AS dir`
+          return Number(readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n')[0])
+        } catch { return undefined }
+      })()
+      const warmup = Buffer.from(JSON.stringify({ features: FEATURES, entity_rows: rows.slice(0, 50_000).map((r) => ({ entity_id: entities[r.e], event_time: new Date(r.t).toISOString() })) }))
+      const byConnections = new Map<number, { inline: Measured[], grid: Measured[] }>([[1, { inline: [], grid: [] }], [2, { inline: [], grid: [] }]])
+      for (let round = 0; round < 2; round++) {
+        for (const connections of round === 0 ? [1, 2] : [2, 1]) {
+          const service = await startService(url, { TRAINING_READ_CONNECTIONS: String(connections) })
+          child = service.child
+          await measure(service.port, child.pid!, warmup)
+          const m = await measure(service.port, child.pid!, body, postmasterPid)
+          if (m.status !== 200 || m.lines !== ROWS + 1) throw new Error(`training set answered ${m.status} with ${m.lines} lines`)
+          const g = await measure(service.port, child.pid!, gridBody, postmasterPid)
+          if (g.status !== 200 || g.lines !== steps * entities.length + 1) throw new Error(`grid training set answered ${g.status} with ${g.lines} lines`)
+          byConnections.get(connections)!.inline.push(m)
+          byConnections.get(connections)!.grid.push(g)
+          console.log(`  ${connections} read connection${connections > 1 ? 's' : ''}: inline ${m.seconds.toFixed(2)} s (CPU: service ${m.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${m.postgresCpuSeconds.toFixed(2)} s; first byte ${m.firstByteSeconds.toFixed(2)} s), ${(m.bytes / 2 ** 20).toFixed(0)} MiB CSV, body ${(body.length / 2 ** 20).toFixed(0)} MiB, RSS +${(m.rssGrowth / 2 ** 20).toFixed(0)} MiB; grid ${g.seconds.toFixed(2)} s, RSS +${(g.rssGrowth / 2 ** 20).toFixed(0)} MiB, CPU: service ${g.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${g.postgresCpuSeconds.toFixed(2)} s`)
+          child.kill('SIGTERM')
+          await new Promise((resolve) => child!.once('exit', resolve))
+          child = undefined
+        }
+      }
+      const best = (runs: Measured[]): Measured => ({ ...runs.reduce((x, y) => (y.seconds < x.seconds ? y : x)), rssGrowth: Math.max(...runs.map((r) => r.rssGrowth)) })
+      const inline = best(byConnections.get(2)!.inline)
+      const grid = best(byConnections.get(2)!.grid)
+      const single = best(byConnections.get(1)!.inline)
 
       // DuckDB on the same data: one table per feature, ASOF JOINs, CSV out, input order.
       t0 = Date.now()
@@ -257,9 +309,11 @@ const bench: Bench = {
       const rate = ROWS / inline.seconds
       const gridRate = (steps * entities.length) / grid.seconds
       const duckRate = ROWS / duckSeconds
+      const singleRate = ROWS / single.seconds
       const machine = `${os.cpus().length} cores, ${values(n)} stored values`
       return [
         { bench: 'training-sets', measured: 'training set rows/s (1 M inline JSON rows x 6 features, CSV out, end to end over HTTP)', value: rate, unit: 'rows/s', reference: 'DuckDB ASOF JOIN x 6 to CSV', reference_value: duckRate, ratio: rate / duckRate, target: '>= 500,000 rows/s and >= 0.25 x DuckDB', met: rate >= 500_000 && rate / duckRate >= 0.25, notes: machine },
+        { bench: 'training-sets', measured: 'training set rows/s on 2 read connections vs 1 (TRAINING_READ_CONNECTIONS, same inline request)', value: rate, unit: 'rows/s', reference: '1 read connection', reference_value: singleRate, ratio: rate / singleRate, target: '> 1 (higher is better)', met: rate > singleRate, notes: `1 connection: ${(singleRate / duckRate).toFixed(3)} x DuckDB, RSS +${(single.rssGrowth / 2 ** 20).toFixed(0)} MiB` },
         { bench: 'training-sets', measured: 'training set rows/s (grid of 1 M rows x 6 features, CSV out)', value: gridRate, unit: 'rows/s', reference: 'DuckDB ASOF JOIN x 6 to CSV', reference_value: duckRate, ratio: gridRate / duckRate, target: '>= 500,000 rows/s and >= 0.25 x DuckDB', met: gridRate >= 500_000 && gridRate / duckRate >= 0.25 },
         { bench: 'training-sets', measured: 'service peak RSS growth, 1 M inline rows (includes the raw JSON body, read as one Buffer)', value: inline.rssGrowth / 2 ** 20, unit: 'MiB', reference: 'target', reference_value: 200, ratio: inline.rssGrowth / 2 ** 20 / 200, target: '< 200 MiB (lower is better)', met: inline.rssGrowth < 200 * 2 ** 20, notes: `JSON body ${(body.length / 2 ** 20).toFixed(0)} MiB` },
         { bench: 'training-sets', measured: 'service peak RSS growth, grid of 1 M rows (the join alone)', value: grid.rssGrowth / 2 ** 20, unit: 'MiB', reference: 'target', reference_value: 200, ratio: grid.rssGrowth / 2 ** 20 / 200, target: '< 200 MiB (lower is better)', met: grid.rssGrowth < 200 * 2 ** 20 },

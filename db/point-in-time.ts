@@ -3,8 +3,9 @@ import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
 
 /**
- * The point-in-time read path. A join is answered block by block on one reserved connection,
- * inside one REPEATABLE READ transaction (one snapshot for the whole training set):
+ * The point-in-time read path. A join is answered block by block on one or more reserved
+ * connections (sessions, openPointInTimeSessions), all inside REPEATABLE READ transactions on
+ * one exported snapshot (one snapshot for the whole training set); per block, on one session:
  *
  * 1. the block's (entity, feature) pairs, each with the smallest and greatest T of the entity's
  *    rows in the block, go into a temporary table (one INSERT from arrays);
@@ -45,21 +46,90 @@ export interface PairsSpec {
  */
 export type CandidateSink = (pair: number, eventMs: number, ingestedUs: number, num: number | null, text: string | null) => void
 
-/** Opens the read transaction of a join on a reserved connection. */
-export async function openPointInTimeSession (sql: Sql): Promise<ReservedSql> {
-  const conn = await sql.reserve()
+/** A snapshot id as pg_export_snapshot() returns it (e.g. 00000003-0000001B-1). */
+const SNAPSHOT_ID = /^[0-9A-F]+(-[0-9A-F]+)+$/i
+
+/** Reserved connections held by open join sessions of this pool (the first of each join included). */
+const reservedByJoins = new WeakMap<Sql, number>()
+
+/**
+ * Opens up to `count` read sessions of one join, all on ONE snapshot: the first reserved
+ * connection opens a REPEATABLE READ transaction and exports its snapshot
+ * (pg_export_snapshot()); every other one opens its own REPEATABLE READ transaction and
+ * imports that snapshot (SET TRANSACTION SNAPSHOT) before any query, so every session sees
+ * exactly the same rows. Each session has its own temporary table of pairs.
+ *
+ * The extra sessions are optional: they are opened only while the joins of this pool hold
+ * fewer than its size minus two reserved connections, so that concurrent joins never wait
+ * for one another's connections (each join needs one to progress) and ordinary queries keep
+ * at least two. Fewer sessions than asked give the same answers, more slowly.
+ */
+export async function openPointInTimeSessions (sql: Sql, count: number): Promise<ReservedSql[]> {
+  const sessions: ReservedSql[] = []
+  const held = (): number => reservedByJoins.get(sql) ?? 0
+  const track = (n: number): void => { reservedByJoins.set(sql, held() + n) }
+  let extras: Array<Promise<ReservedSql>> = []
   try {
-    await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
-    await conn`CREATE TEMP TABLE pit_pairs (
-      pair int4 NOT NULL, feature_id int4 NOT NULL, entity_id text NOT NULL, is_text bool NOT NULL,
-      min_t timestamptz NOT NULL, max_t timestamptz NOT NULL,
-      k_min timestamptz NOT NULL, k_max timestamptz NOT NULL
-    ) ON COMMIT DROP`
+    const first = await reserve(sql, track)
+    sessions.push(first)
+    await first`BEGIN ISOLATION LEVEL REPEATABLE READ`
+    await createPairsTable(first)
+    const poolMax = (sql.options as { max?: number }).max ?? 10
+    const extra = Math.min(count - 1, Math.max(0, poolMax - 2 - held()))
+    if (extra > 0) {
+      // claimed at once (reserve counts from the call), so that joins opening meanwhile see them
+      extras = Array.from({ length: extra }, () => {
+        const p = reserve(sql, track)
+        p.catch(() => {}) // awaited below; this only keeps an early failure from being "unhandled"
+        return p
+      })
+      const [{ id }] = await first<Array<{ id: string }>>`SELECT pg_export_snapshot() AS id`
+      if (!SNAPSHOT_ID.test(id)) throw new Error(`unexpected snapshot id ${JSON.stringify(id)}`)
+      for (const pending of extras) {
+        const conn = await pending
+        sessions.push(conn)
+        await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
+        // SET takes no parameters; the id comes from the server and was checked above
+        await conn.unsafe(`SET TRANSACTION SNAPSHOT '${id}'`)
+        await createPairsTable(conn)
+      }
+    }
   } catch (err) {
-    await closePointInTimeSession(conn)
+    // every connection reserved so far, including extras not yet set up, goes back
+    for (const r of await Promise.allSettled(extras)) {
+      if (r.status === 'fulfilled' && !sessions.includes(r.value)) sessions.push(r.value)
+    }
+    await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
     throw err
   }
+  return sessions
+}
+
+/** Reserves a connection, counted from the call (before it is given) until it is released. */
+async function reserve (sql: Sql, track: (n: number) => void): Promise<ReservedSql> {
+  track(1)
+  let conn: ReservedSql
+  try {
+    conn = await sql.reserve()
+  } catch (err) {
+    track(-1)
+    throw err
+  }
+  const release = conn.release.bind(conn)
+  let released = false
+  conn.release = () => {
+    if (!released) { released = true; track(-1) }
+    release()
+  }
   return conn
+}
+
+async function createPairsTable (conn: ReservedSql): Promise<void> {
+  await conn`CREATE TEMP TABLE pit_pairs (
+    pair int4 NOT NULL, feature_id int4 NOT NULL, entity_id text NOT NULL, is_text bool NOT NULL,
+    min_t timestamptz NOT NULL, max_t timestamptz NOT NULL,
+    k_min timestamptz NOT NULL, k_max timestamptz NOT NULL
+  ) ON COMMIT DROP`
 }
 
 /** Ends the transaction (dropping the temporary table) and gives the connection back. */

@@ -2,7 +2,7 @@ import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { findContractVersion, findCurrentContract } from '../../db/contracts.js'
-import { closePointInTimeSession, openPointInTimeSession, readBlockCandidates, type ReservedSql } from '../../db/point-in-time.js'
+import { closePointInTimeSession, openPointInTimeSessions, readBlockCandidates, type ReservedSql } from '../../db/point-in-time.js'
 import type { EntityRowInput, TrainingSetRequest } from '../../routes/schemas/training-sets.js'
 import { BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import type { FeatureDefinition } from '../domain/feature.js'
@@ -66,6 +66,8 @@ export interface StreamOptions {
 export interface TrainingSetOptions {
   maxRows: number
   blockRows: number
+  /** Connections a join reads its blocks on, in parallel, on one snapshot (default 1). */
+  readConnections?: number
 }
 
 /** Rows per batch handed out by stream(). */
@@ -209,7 +211,7 @@ export class TrainingSetService {
    */
   async * answeredBlocks (resolved: ResolvedTrainingSet): AsyncIterable<AnsweredRows> {
     const source = rowSource(resolved)
-    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows)) {
+    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows, this.opts.readConnections)) {
       yield { answers, entityAt: (r) => source.entityAt(offset + r), extraAt: (r) => source.extraAt(offset + r) }
     }
   }
@@ -243,29 +245,35 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
 }
 
 /**
- * The point-in-time join: answers `source` block by block on one connection and one
- * snapshot. While the caller consumes a block the next one is already being read.
+ * The point-in-time join: answers `source` block by block on `connections` sessions sharing
+ * one snapshot (db/point-in-time.ts openPointInTimeSessions; fewer when the pool is busy).
+ * Block b is read on session b mod n; while the caller consumes block b, blocks b+1 .. b+n
+ * are being read, so at most n + 1 blocks are held. Blocks are yielded in input order.
  */
-export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
+export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
   if (source.count === 0) return
   const blocks = Math.ceil(source.count / blockRows)
-  const session = await openPointInTimeSession(sql)
-  let pending: Promise<BlockAnswers> | undefined
+  const sessions = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
+  const n = sessions.length
+  const pending: Array<Promise<BlockAnswers> | undefined> = new Array(n)
   try {
-    const next = (b: number): Promise<BlockAnswers> => {
-      const p = answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
+    const start = (b: number): void => {
+      if (b >= blocks) return
+      const p = answerBlock(sessions[b % n], features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
       p.catch(() => {}) // awaited below; this only keeps an early failure from being "unhandled"
-      return p
+      pending[b % n] = p
     }
-    pending = next(0)
+    for (let b = 0; b < n; b++) start(b)
     for (let b = 0; b < blocks; b++) {
-      const answers = await pending!
-      pending = b + 1 < blocks ? next(b + 1) : undefined
+      const answers = await pending[b % n]!
+      pending[b % n] = undefined
+      start(b + n) // on the session block b used, now idle
       yield { answers, offset: b * blockRows }
     }
   } finally {
-    if (pending) await pending.catch(() => {})
-    await closePointInTimeSession(session)
+    // after a failure or an early return: let the reads still running end, then roll back
+    await Promise.all(pending.map(async (p) => p?.catch(() => {})))
+    await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
   }
 }
 
