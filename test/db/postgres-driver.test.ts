@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import net from 'node:net'
 import { connect } from '../../db/connection.js'
 import { testAdminUrl } from '../lib/helper.js'
@@ -101,11 +101,17 @@ async function unhandledDuring (fn: () => Promise<void>): Promise<unknown[]> {
 
 const describe = (errs: unknown[]): string => JSON.stringify(errs.map((e) => `${(e as { code?: string }).code}: ${(e as Error).message}`))
 
-t.test('a connection terminated right after its start-up: the query fails, nothing escapes, the pool goes on', async (t) => {
-  const proxy = await startProxy(new URL(testAdminUrl()), 'after-startup')
+/** A one-connection pool through a proxy that cuts the connection at `cut`; both closed at the test's end. */
+async function proxiedPool (t: Test, cut: Cut): Promise<{ sql: ReturnType<typeof connect>, proxy: Awaited<ReturnType<typeof startProxy>> }> {
+  const proxy = await startProxy(new URL(testAdminUrl()), cut)
   t.teardown(() => proxy.close())
   const sql = connect(proxy.url, { max: 1 })
   t.teardown(() => sql.end({ timeout: 1 }))
+  return { sql, proxy }
+}
+
+t.test('a connection terminated right after its start-up: the query fails, nothing escapes, the pool goes on', async (t) => {
+  const { sql, proxy } = await proxiedPool(t, 'after-startup')
   let failure: { code?: string } | undefined
   const unhandled = await unhandledDuring(async () => {
     failure = await sql`SELECT 1 AS one`.then(() => undefined, (err: { code?: string }) => err)
@@ -119,10 +125,7 @@ t.test('a connection terminated right after its start-up: the query fails, nothi
 })
 
 t.test('a connection terminated during the array-type fetch: the query is retried on a new connection and succeeds', async (t) => {
-  const proxy = await startProxy(new URL(testAdminUrl()), 'during-type-fetch')
-  t.teardown(() => proxy.close())
-  const sql = connect(proxy.url, { max: 1 })
-  t.teardown(() => sql.end({ timeout: 1 }))
+  const { sql, proxy } = await proxiedPool(t, 'during-type-fetch')
   let answer: unknown
   const unhandled = await unhandledDuring(async () => {
     answer = await sql<{ one: number }[]>`SELECT 1 AS one`.then((rows) => rows[0].one, (err: { code?: string }) => `rejected: ${err.code}`)
@@ -135,10 +138,7 @@ t.test('a connection terminated during the array-type fetch: the query is retrie
 })
 
 t.test('a reserved connection cut during the array-type fetch: reserve() gets a new connection, neither hangs nor fails', async (t) => {
-  const proxy = await startProxy(new URL(testAdminUrl()), 'during-type-fetch')
-  t.teardown(() => proxy.close())
-  const sql = connect(proxy.url, { max: 1 })
-  t.teardown(() => sql.end({ timeout: 1 }))
+  const { sql, proxy } = await proxiedPool(t, 'during-type-fetch')
   let answer: unknown
   const unhandled = await unhandledDuring(async () => {
     answer = await Promise.race([
