@@ -144,6 +144,14 @@ export interface RunOutcome {
 
 /** Ends a queued or running run; undefined when it had already ended (e.g. cancelled meanwhile). */
 export async function finishRun (sql: Sql, id: string, startedAt: Date, o: RunOutcome): Promise<RunRecord | undefined> {
+  // A second try when the first finds no row: on a TimescaleDB hypertable an UPDATE that waited
+  // for another transaction's update of the same row (a PATCH of metrics) can skip the row; the
+  // retry reads the committed version, and the status condition still guards against a run that
+  // really ended meanwhile.
+  return await finishRunOnce(sql, id, startedAt, o) ?? await finishRunOnce(sql, id, startedAt, o)
+}
+
+async function finishRunOnce (sql: Sql, id: string, startedAt: Date, o: RunOutcome): Promise<RunRecord | undefined> {
   const [row] = await sql<RunRecord[]>`
     UPDATE pipeline_runs SET
       status = ${o.status}, finished_at = now(), updated_at = now(),

@@ -147,6 +147,12 @@ export class PipelineService {
   private readonly locks: RunLocks
   private readonly queue: Array<{ run: RunRecord, ctx: BuildContext }> = []
   private readonly building = new Map<string, AbortController>()
+  /**
+   * The progress write in flight per run. A run's final UPDATE waits for it: on a TimescaleDB
+   * hypertable an UPDATE that waited on another transaction's update of the same row can find
+   * no row at all (seen under load), so the two must not overlap.
+   */
+  private readonly progressWrites = new Map<string, Promise<void>>()
   private readonly tasks = new Set<Promise<unknown>>()
   private active = 0
   private closed = false
@@ -465,6 +471,7 @@ export class PipelineService {
         ? (abort.signal.reason instanceof Error ? abort.signal.reason.message : 'cancelled')
         : err instanceof AppError ? err.message : `the build failed: ${(err as Error).message}`
       if (!(err instanceof RunCancelled) && !(err instanceof AppError)) this.log.error({ err, run_id: run.id }, 'pipeline run build failed')
+      await this.progressWrites.get(run.id)
       const failed = await repo.finishRun(this.sql, run.id, run.started_at, {
         status: 'failed', error: reason, timings: { ...timings, total_ms: round(performance.now() - t0) },
       }).catch(() => undefined)
@@ -499,6 +506,7 @@ export class PipelineService {
     const report = validator?.report()
     const violated = report !== undefined && !report.valid
     const failed = violated && run.validation_mode === 'fail'
+    await this.progressWrites.get(run.id)
     const finished = await repo.finishRun(this.sql, run.id, run.started_at, {
       status: failed ? 'failed' : 'succeeded',
       row_count: done.rowCount,
@@ -573,6 +581,7 @@ export class PipelineService {
       : retention
         ? retention.detail
         : `The rebuilt dataset differs from the original in ${differentCells} cell(s) of ${differentRows.size} row(s)${done.rowCount !== expectedRows ? ` and has ${done.rowCount} rows instead of ${expectedRows}` : ''}; the stored values it was built from have changed`
+    await this.progressWrites.get(run.id)
     return repo.finishRun(this.sql, run.id, run.started_at, {
       status: 'succeeded',
       row_count: done.rowCount,
@@ -659,10 +668,11 @@ export class PipelineService {
       if (inFlight || now - last < PROGRESS_EVERY_MS || signal.aborted) return
       last = now
       inFlight = true
-      repo.recordProgress(this.sql, run.id, run.started_at, rowsDone)
+      const write = repo.recordProgress(this.sql, run.id, run.started_at, rowsDone)
         .then((status) => { if (status !== undefined && status !== 'running') abort?.abort(new Error(`the run was ${status} while it was being built`)) })
         .catch((err: unknown) => this.log.warn({ err, run_id: run.id }, 'could not record pipeline run progress'))
-        .finally(() => { inFlight = false })
+        .finally(() => { inFlight = false; if (this.progressWrites.get(run.id) === write) this.progressWrites.delete(run.id) })
+      this.progressWrites.set(run.id, write)
     }
   }
 }
