@@ -17,7 +17,7 @@ export const ConfigSchema = Type.Object({
   MAX_TRAINING_ROWS: Type.Integer({ default: 1_000_000, minimum: 1, description: 'Maximum entity rows of one training set (inline or grid)' }),
   TRAINING_BODY_LIMIT_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024, description: 'Maximum body size of POST /v1/training-sets and /v1/pipeline-runs' }),
   TRAINING_BLOCK_ROWS: Type.Integer({ default: 131_072, minimum: 1, description: 'Training sets are answered in blocks of this many entity rows (memory per request is proportional to it)' }),
-  TRAINING_READ_CONNECTIONS: Type.Integer({ default: 2, minimum: 1, description: 'Connections one training set reads its blocks on in parallel, all on one snapshot; 1 = one connection. Fewer are used while the pool is busy' }),
+  TRAINING_READ_CONNECTIONS: Type.Integer({ default: 1, minimum: 1, description: 'Connections one training set reads its blocks on in parallel, all on one snapshot (2 or more pays off with more cores than PostgreSQL and the service share); fewer are used while the pool is busy' }),
   CACHE_MAX_KEYS: Type.Integer({ default: 1_000_000, minimum: 1, description: 'Online cache capacity (feature x entity keys)' }),
   CACHE_TTL_SECONDS: Type.Integer({ default: 300, minimum: 0, description: 'Online cache entry lifetime; 0 = until invalidated' }),
   COMPRESS_AFTER: Type.String({ default: '7 days', description: 'TimescaleDB: compress feature_snapshots chunks older than this' }),

@@ -237,6 +237,8 @@ t.test('retention: what was dropped is named, not reported as a mismatch', async
   t.test('on TimescaleDB, after the retention policy dropped the chunks a run used', { skip: timescale ? false : 'needs a TimescaleDB server (TEST_DATABASE_URL): postgres mode has no retention' }, async (t) => {
     const ctx = await buildTestApp(t, { config: { RETENTION: '30 days' } })
     t.equal(ctx.db.storageMode, 'timescaledb')
+    // the policy's job must not drop the seeded 2023 chunks on its own before the test does
+    await ctx.sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'`
     await seed(ctx.sql)
     const a = await run(ctx, { name: 'a', features: FEATURES, entity_rows: inlineRows() })
     t.equal((await reproduce(ctx, a.id)).reproduction.verdict, 'reproducible', 'while the data is kept, RETENTION alone changes nothing')

@@ -162,7 +162,7 @@ function isoMicros (us: number): string {
 
 t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}, ${RUNS} runs)`, async (t) => {
   t.comment(`seed ${SEED}: rerun with PIT_SEED=${SEED}`)
-  const small = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 3 } })
+  const small = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 3, TRAINING_READ_CONNECTIONS: 2 } })
   const large = await buildTestApp(t, { url: small.url })
   const sql = small.sql
   const property = fc.asyncProperty(scenarioArb, async (sc) => {
@@ -196,7 +196,7 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
 })
 
 t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED})`, async (t) => {
-  const { app, sql } = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 4 } })
+  const { app, sql } = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 4, TRAINING_READ_CONNECTIONS: 2 } })
   const batchArb = fc.array(fc.record({
     f: fc.integer({ min: 0, max: 1 }),
     e: fc.constantFrom('a', 'b'),
