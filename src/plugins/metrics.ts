@@ -26,7 +26,7 @@ interface Series {
  * labelled children too). Registered in the prom-client registry like its own metrics, and
  * rendered by it in the same text format.
  */
-export class SeriesHistogram {
+class SeriesHistogram {
   readonly type = 'histogram'
   readonly aggregator = 'sum'
   private readonly all: Series[] = []
