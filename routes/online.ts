@@ -1,7 +1,10 @@
+import type { FastifyReply } from 'fastify'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
 import { EntityValues, MAX_ONLINE_FEATURES, OnlineParams, OnlineQuery, OnlineRequest, OnlineResponse } from './schemas/online.js'
 import { BadRequestError } from '../src/domain/errors.js'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
 
 const STATUS_TEXT = 'Each value comes with its event_time and a status: PRESENT, NULL_VALUE (the latest value is null), NOT_FOUND (no value at or before now), OUTSIDE_TTL (the latest value is older than the feature\'s ttl; value and event_time null). The rule is the point-in-time rule with T = K = now: a latest value dated in the future is not used; the latest one at or before now is.'
 
@@ -15,12 +18,16 @@ export default async function onlineRoutes (app: App): Promise<void> {
       querystring: OnlineQuery,
       response: { 200: EntityValues, ...problems(400, 401, 403, 422, 503) },
     },
-  }, async (request) => {
+  }, (request, reply) => {
     const refs = splitRefs(request.query.features)
     const online = app.services.online
-    online.checkEntities([request.params.entity_id], () => '/params/entity_id')
-    const [result] = await online.read([request.params.entity_id], refs)
-    return result
+    const entities = [request.params.entity_id]
+    online.checkEntities(entities, () => '/params/entity_id')
+    // answered at once from the cache when it holds everything: no promise, and the JSON text
+    // of each value was made when it entered the cache
+    const cached = online.readCachedJson(entities, refs)
+    if (cached !== undefined) return sendJsonText(reply, cached[0])
+    return online.read(entities, refs).then(([result]) => result)
   })
 
   app.post('/v1/online', {
@@ -32,11 +39,22 @@ export default async function onlineRoutes (app: App): Promise<void> {
       body: OnlineRequest,
       response: { 200: OnlineResponse, ...problems(400, 401, 403, 422, 503) },
     },
-  }, async (request) => {
+  }, (request, reply) => {
     const online = app.services.online
     online.checkEntities(request.body.entities, (i) => `/body/entities/${i}`)
-    return { results: await online.read(request.body.entities, request.body.features) }
+    const cached = online.readCachedJson(request.body.entities, request.body.features)
+    if (cached !== undefined) return sendJsonText(reply, `{"results":[${cached.join(',')}]}`)
+    return online.read(request.body.entities, request.body.features).then((results) => ({ results }))
   })
+}
+
+/**
+ * Sends JSON text made by the online service (what the route's response serializer would make
+ * of the same answer): sent as it is, not serialised again.
+ */
+function sendJsonText (reply: FastifyReply, text: string): undefined {
+  void reply.type(JSON_TYPE).send(text)
+  return undefined
 }
 
 /** `features` strings seen lately -> their references: clients repeat the same few lists. */

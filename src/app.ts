@@ -7,7 +7,7 @@ import swaggerPlugin from './plugins/swagger.js'
 import metricsPlugin from './plugins/metrics.js'
 import securityPlugin from './plugins/security.js'
 import authPlugin from './plugins/auth.js'
-import accessLogPlugin, { QuietRequestLogController } from './plugins/access-log.js'
+import accessLogPlugin, { QuietRequestLogController, lazyChildLogger } from './plugins/access-log.js'
 import databaseHealthPlugin from './plugins/database-health.js'
 import { buildServices, type Services } from './services/index.js'
 import routes from '../routes/index.js'
@@ -47,16 +47,15 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
     // malformed URLs are refused by the router before any handler: problem+json for them too
     frameworkErrors: (err, request, reply) => { void sendProblem(reply, toProblem(err, request)) },
     trustProxy: deps.config.TRUST_PROXY,
+    // a request's child logger is made when the request first logs (most reads never do)
+    childLoggerFactory: lazyChildLogger,
     // LOG_REQUESTS=all keeps Fastify's two lines per request; otherwise the access-log plugin
     // writes one line per mutation and per failed request
     ...(deps.config.LOG_REQUESTS === 'all' ? {} : { logController: new QuietRequestLogController() }),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('deps', deps)
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done()
-  })
+  // every answer carries x-request-id (set by the security plugin with its headers)
 
   await app.register(errorsPlugin)
   await app.register(metricsPlugin)

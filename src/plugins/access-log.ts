@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction, type RouteOptions } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction, type RouteOptions } from 'fastify'
+import type { Bindings, ChildLoggerOptions } from 'pino'
 import { isMutation } from '../domain/access.js'
 import type { Config } from '../config.js'
 import { withHook } from './route-hooks.js'
@@ -32,6 +33,41 @@ export class QuietRequestLogController extends LogController {
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (error) super.requestCompleted(error, request, reply)
   }
+}
+
+/**
+ * A request's logger (its lines carry the request id), made only when the request first logs:
+ * Fastify gives every request a child logger, and making a pino child costs more than many a
+ * cached read's whole handler, while most reads (LOG_REQUESTS other than `all`) log nothing.
+ */
+export class LazyChildLogger implements FastifyBaseLogger {
+  private made?: FastifyBaseLogger
+
+  constructor (private readonly parent: FastifyBaseLogger, private readonly bindings: Bindings, private readonly options: ChildLoggerOptions) {}
+
+  private get logger (): FastifyBaseLogger {
+    return this.made ??= this.parent.child(this.bindings, this.options)
+  }
+
+  get level (): string { return this.made?.level ?? this.options.level ?? this.parent.level }
+  set level (level: string) { this.logger.level = level }
+
+  fatal (...args: unknown[]): void { Reflect.apply(this.logger.fatal, this.logger, args) }
+  error (...args: unknown[]): void { Reflect.apply(this.logger.error, this.logger, args) }
+  warn (...args: unknown[]): void { Reflect.apply(this.logger.warn, this.logger, args) }
+  info (...args: unknown[]): void { Reflect.apply(this.logger.info, this.logger, args) }
+  debug (...args: unknown[]): void { Reflect.apply(this.logger.debug, this.logger, args) }
+  trace (...args: unknown[]): void { Reflect.apply(this.logger.trace, this.logger, args) }
+  silent (...args: unknown[]): void { Reflect.apply(this.logger.silent, this.logger, args) }
+
+  child (bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.logger.child(bindings, options)
+  }
+}
+
+/** Fastify's childLoggerFactory for LazyChildLogger. */
+export function lazyChildLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  return new LazyChildLogger(logger, bindings, options)
 }
 
 /**

@@ -27,7 +27,6 @@ declare module 'fastify' {
 const AUTHENTICATED = Symbol('authenticated')
 type Marked = FastifyRequest & { [AUTHENTICATED]?: boolean }
 type Hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
-type AsyncHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 
 const MAX_AUDIT_URL = 2048
 
@@ -64,18 +63,27 @@ async function authPlugin (app: FastifyInstance, opts: { config: Config }): Prom
   app.decorateRequest('principal', null)
   app.decorateRequest('auditDetail', null)
 
-  /** The key check of a route that demands `access`. */
-  const authenticate = (access: Scope): AsyncHook => async (request) => {
-    const token = bearerToken(request.headers.authorization)
-    if (token === undefined) throw new UnauthorizedError('An API key is required: send Authorization: Bearer <key>')
-    if (token === '' || token.length > 512) throw new UnauthorizedError('The Authorization header is malformed: send Authorization: Bearer <key>')
-    const principal = await app.services.apiKeys.authenticate(token)
-    if (!principal) throw new UnauthorizedError('The API key is unknown, revoked or expired')
+  /** The verdict on a request's principal for a route that demands `access`: an error, or none. */
+  const admit = (request: FastifyRequest, principal: Principal | null, access: Scope): Error | undefined => {
+    if (!principal) return new UnauthorizedError('The API key is unknown, revoked or expired')
     request.principal = principal;
     (request as Marked)[AUTHENTICATED] = true
     if (!scopeSatisfies(principal.scopes, access)) {
-      throw new ForbiddenError(`This operation needs the '${access}' scope; the key '${principal.name}' has '${strongestScope(principal.scopes) ?? 'none'}'`)
+      return new ForbiddenError(`This operation needs the '${access}' scope; the key '${principal.name}' has '${strongestScope(principal.scopes) ?? 'none'}'`)
     }
+    return undefined
+  }
+  /**
+   * The key check of a route that demands `access`. A key this instance looked up lately is
+   * checked without waiting (no promise on the hot read path); others are looked up.
+   */
+  const authenticate = (access: Scope): Hook => (request, _reply, done) => {
+    const token = bearerToken(request.headers.authorization)
+    if (token === undefined) return done(new UnauthorizedError('An API key is required: send Authorization: Bearer <key>'))
+    if (token === '' || token.length > 512) return done(new UnauthorizedError('The Authorization header is malformed: send Authorization: Bearer <key>'))
+    const known = app.services.apiKeys.cachedPrincipal(token)
+    if (known !== undefined) return done(admit(request, known, access))
+    app.services.apiKeys.authenticate(token).then((principal) => { done(admit(request, principal, access)) }, done)
   }
   /** With auth off every request is let through as anonymous (and so audited when it mutates). */
   const letThrough: Hook = (request, _reply, done) => {

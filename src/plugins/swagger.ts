@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import { Problem } from '../../routes/schemas/common.js'
+import { DOCUMENTATION_PREFIX } from './security.js'
 
 export const API_TAGS = [
   { name: 'features', description: 'Feature definitions: registry, versions, metadata' },
@@ -36,7 +37,7 @@ async function swaggerPlugin (app: FastifyInstance): Promise<void> {
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) ?? `def-${i}` },
   })
-  await app.register(swaggerUi, { routePrefix: '/documentation', uiConfig: { docExpansion: 'list', deepLinking: true } })
+  await app.register(swaggerUi, { routePrefix: DOCUMENTATION_PREFIX, uiConfig: { docExpansion: 'list', deepLinking: true } })
 }
 
 export default fp(swaggerPlugin, { name: 'swagger', dependencies: ['errors'] })

@@ -51,14 +51,23 @@ export class ApiKeyService {
     if (opts.adminApiKey) this.adminHash = createHash('sha256').update(opts.adminApiKey, 'utf8').digest()
   }
 
+  /**
+   * authenticate's answer when this instance's lookup of the key is fresh, without waiting:
+   * undefined when the database must be asked. Cached by the presented key itself, so a hit costs
+   * no hashing: a Map's string hashing is seeded per process, so lookup timing says nothing about
+   * the keys held. The environment key is never cached: it is always compared in constant time.
+   */
+  cachedPrincipal (key: string, now = Date.now()): Principal | null | undefined {
+    const cached = this.cache.get(key)
+    return cached && now - cached.fetchedAtMs < this.opts.cacheSeconds * 1000 ? this.live(cached, now) : undefined
+  }
+
   /** The principal of a presented key, or null when the key is unknown, revoked or expired. */
   async authenticate (key: string): Promise<Principal | null> {
     const now = Date.now()
-    // Cached by the presented key itself, so a hit costs no hashing: a Map's string hashing is
-    // seeded per process, so lookup timing says nothing about the keys held. The environment
-    // key is never cached: it is always compared in constant time.
+    const known = this.cachedPrincipal(key, now)
+    if (known !== undefined) return known
     const cached = this.cache.get(key)
-    if (cached && now - cached.fetchedAtMs < this.opts.cacheSeconds * 1000) return this.live(cached, now)
     const digest = createHash('sha256').update(key, 'utf8').digest()
     if (this.adminHash && timingSafeEqual(digest, this.adminHash)) {
       return { keyId: null, name: 'ADMIN_API_KEY', scopes: ['admin'] }

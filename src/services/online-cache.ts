@@ -8,6 +8,8 @@ export interface CachedValue {
   /** event_time as RFC 3339 */
   eventTime: string
   value: Scalar | null
+  /** The answer while within ttl, as JSON text: {"value":…,"event_time":…,"status":"PRESENT"|"NULL_VALUE"} */
+  json: string
 }
 
 /** What an ingest changed in the online table. */

@@ -10,6 +10,9 @@ import type { EntityValues, OnlineValue } from '../../routes/schemas/online.js'
 import type { CachedValue, OnlineCache, OnlineChange } from './online-cache.js'
 
 const NOT_FOUND: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'NOT_FOUND' }) as OnlineValue
+/** A (feature, entity) answer the cache could not give: where it goes once read. */
+interface Pending { at: Record<string, OnlineValue>, ref: string, def: FeatureDefinition, entityId: string }
+
 const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'OUTSIDE_TTL' }) as OnlineValue
 
 /**
@@ -32,28 +35,45 @@ export class OnlineService {
     this.cache.close()
   }
 
+  /**
+   * read's answers as JSON text (one per entity) when everything they need is in the cache
+   * (definitions and latest rows, none dated after now), without waiting: the usual cached read,
+   * assembled from answers serialised once when they entered the cache. The text is what the
+   * response schema's serializer makes of read's answer. undefined when the database must be
+   * asked (then call read).
+   */
+  readCachedJson (entities: string[], refs: string[]): string[] | undefined {
+    const uniqueRefs = refs.length > 1 ? [...new Set(refs)] : refs
+    const defs: FeatureDefinition[] = new Array(uniqueRefs.length)
+    const keys: string[] = new Array(uniqueRefs.length)
+    for (let j = 0; j < uniqueRefs.length; j++) {
+      const d = this.cache.lookupRef(uniqueRefs[j])
+      if (d === undefined || d === null) return undefined
+      defs[j] = d
+      keys[j] = JSON.stringify(uniqueRefs[j])
+    }
+    const now = Date.now()
+    const out: string[] = new Array(entities.length)
+    for (let i = 0; i < entities.length; i++) {
+      let values = ''
+      for (let j = 0; j < defs.length; j++) {
+        const def = defs[j]
+        const row = this.cache.lookup(def.id, def.shared_entity_id ?? entities[i])
+        if (row === undefined || (row !== null && row.eventMs > now)) return undefined
+        values += `${j === 0 ? '' : ','}${keys[j]}:${answerJson(def, row, now)}`
+      }
+      out[i] = `{"entity_id":${JSON.stringify(entities[i])},"values":{${values}}}`
+    }
+    return out
+  }
+
   /** Latest values of `refs` for each entity, in the order given (duplicates kept). */
   async read (entities: string[], refs: string[]): Promise<EntityValues[]> {
     const uniqueRefs = refs.length > 1 ? [...new Set(refs)] : refs
     const defs = await this.resolve(uniqueRefs)
     const now = Date.now()
-    const out: EntityValues[] = new Array(entities.length)
-    let missing: Array<{ at: Record<string, OnlineValue>, ref: string, def: FeatureDefinition, entityId: string }> | undefined
-    let future: typeof missing
-    for (let i = 0; i < entities.length; i++) {
-      const entityId = entities[i]
-      const values: Record<string, OnlineValue> = {}
-      for (let j = 0; j < defs.length; j++) {
-        const def = defs[j]
-        // a market-wide feature is read under its shared entity id, whatever the entity asked for
-        const key = def.shared_entity_id ?? entityId
-        const row = this.cache.lookup(def.id, key)
-        if (row === undefined) (missing ??= []).push({ at: values, ref: uniqueRefs[j], def, entityId: key })
-        else if (row !== null && row.eventMs > now) (future ??= []).push({ at: values, ref: uniqueRefs[j], def, entityId: key })
-        else values[uniqueRefs[j]] = answer(def, row, now)
-      }
-      out[i] = { entity_id: entityId, values }
-    }
+    const { out, missing, ...rest } = this.collect(entities, uniqueRefs, defs, now)
+    let future = rest.future
     if (missing !== undefined) {
       const generation = this.cache.generation
       const rows = await readOnlineRows(this.sql, missing.map((m) => m.def.id), missing.map((m) => m.entityId))
@@ -78,6 +98,32 @@ export class OnlineService {
       }
     }
     return out
+  }
+
+  /**
+   * The answers the cache holds; the (feature, entity) pairs it does not hold (`missing`) and
+   * those whose latest row is dated after `now` (`future`) are left for the caller.
+   */
+  private collect (entities: string[], uniqueRefs: string[], defs: FeatureDefinition[], now: number): { out: EntityValues[], missing?: Pending[], future?: Pending[] } {
+    const out: EntityValues[] = new Array(entities.length)
+    let missing: Pending[] | undefined
+    let future: Pending[] | undefined
+    for (let i = 0; i < entities.length; i++) {
+      const entityId = entities[i]
+      const values: Record<string, OnlineValue> = {}
+      for (let j = 0; j < defs.length; j++) {
+        const def = defs[j]
+        // a market-wide feature is read under its shared entity id, whatever the entity asked for
+        const key = def.shared_entity_id ?? entityId
+        const row = this.cache.lookup(def.id, key)
+        // every key is set now, in request order; the pending ones are overwritten once read
+        values[uniqueRefs[j]] = row === undefined || (row !== null && row.eventMs > now) ? NOT_FOUND : answer(def, row, now)
+        if (row === undefined) (missing ??= []).push({ at: values, ref: uniqueRefs[j], def, entityId: key })
+        else if (row !== null && row.eventMs > now) (future ??= []).push({ at: values, ref: uniqueRefs[j], def, entityId: key })
+      }
+      out[i] = { entity_id: entityId, values }
+    }
+    return { out, missing, future }
   }
 
   /** Checks the entity ids of a request (the schema checks length; this checks characters). */
@@ -135,7 +181,20 @@ function unknownFeatures (refs: string[]): UnprocessableError {
 }
 
 function toCached (def: FeatureDefinition, r: OnlineRow): CachedValue {
-  return { eventMs: r.event_ms, eventTime: new Date(r.event_ms).toISOString(), value: decodeValue(def.dtype, r.value_num, r.value_text) }
+  const eventTime = new Date(r.event_ms).toISOString()
+  const value = decodeValue(def.dtype, r.value_num, r.value_text)
+  const json = JSON.stringify(value === null ? { value: null, event_time: eventTime, status: 'NULL_VALUE' } : { value, event_time: eventTime, status: 'PRESENT' })
+  return { eventMs: r.event_ms, eventTime, value, json }
+}
+
+const NOT_FOUND_JSON = JSON.stringify(NOT_FOUND)
+const OUTSIDE_TTL_JSON = JSON.stringify(OUTSIDE_TTL)
+
+/** answer() as JSON text. */
+function answerJson (def: FeatureDefinition, row: CachedValue | null, now: number): string {
+  if (row === null) return NOT_FOUND_JSON
+  if (def.ttl_ms !== null && now - row.eventMs > def.ttl_ms) return OUTSIDE_TTL_JSON
+  return row.json
 }
 
 /** The SPEC rule at T = now for the latest row at or before now (or none). */

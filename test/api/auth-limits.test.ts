@@ -9,9 +9,13 @@ t.test('rate limits per key and per address: 429 problem+json with Retry-After',
     const res = await app.inject({ method: 'GET', url: '/v1/system', headers: a })
     t.equal(res.statusCode, 200)
     t.equal(res.headers['x-ratelimit-limit'], '3')
+    t.equal(res.headers['x-ratelimit-remaining'], String(2 - i))
+    t.ok(Number(res.headers['x-ratelimit-reset']) >= 1 && Number(res.headers['x-ratelimit-reset']) <= 60)
   }
   const limited = await app.inject({ method: 'GET', url: '/v1/system', headers: a })
   t.equal(limited.statusCode, 429)
+  t.equal(limited.headers['x-ratelimit-remaining'], '0')
+  t.match(String(limited.headers['x-request-id']), /.+/, 'a refusal still carries the request id')
   t.match(limited.headers['content-type'], /application\/problem\+json/)
   t.match(limited.json(), { status: 429, title: 'Too Many Requests', detail: /Rate limit of 3 requests per 60 s/ })
   t.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 60, `Retry-After ${limited.headers['retry-after']}`)
@@ -24,18 +28,28 @@ t.test('rate limits per key and per address: 429 problem+json with Retry-After',
 
 t.test('security headers, and Swagger UI still loads under the CSP', async (t) => {
   const { app } = await buildTestApp(t)
+  // JSON answers: the OWASP REST set, a CSP that allows nothing, no HTML-page headers
   const res = await app.inject({ method: 'GET', url: '/health' })
   t.equal(res.headers['x-content-type-options'], 'nosniff')
-  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
+  t.equal(res.headers['x-frame-options'], 'DENY')
+  t.equal(res.headers['cache-control'], 'no-store')
   t.match(res.headers['strict-transport-security'], /max-age=/)
+  t.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'")
   t.equal(res.headers['access-control-allow-origin'], undefined, 'no CORS unless configured')
-  const csp = String(res.headers['content-security-policy'])
+  for (const pageOnly of ['x-xss-protection', 'x-download-options', 'x-dns-prefetch-control', 'origin-agent-cluster', 'cross-origin-opener-policy']) {
+    t.equal(res.headers[pageOnly], undefined, `${pageOnly} only on pages`)
+  }
+
+  // Swagger UI's pages: helmet's full set, with a CSP that lets the UI load its own assets
+  const ui = await app.inject({ method: 'GET', url: '/documentation/' })
+  t.equal(ui.statusCode, 200)
+  t.equal(ui.headers['x-content-type-options'], 'nosniff')
+  t.equal(ui.headers['x-frame-options'], 'SAMEORIGIN')
+  t.match(ui.headers['strict-transport-security'], /max-age=/)
+  const csp = String(ui.headers['content-security-policy'])
   t.match(csp, /default-src 'self'/)
   t.match(csp, /frame-ancestors 'none'/)
   t.notMatch(csp, /upgrade-insecure-requests/, 'the UI keeps working over plain HTTP')
-
-  const ui = await app.inject({ method: 'GET', url: '/documentation/' })
-  t.equal(ui.statusCode, 200)
   t.notMatch(ui.body, /<script(?![^>]*\ssrc=)[^>]*>/, 'no inline script the CSP would block')
   const assets = [...ui.body.matchAll(/(?:src|href)="([^"]+\.(?:js|css|png))"/g)].map((m) => m[1])
   t.ok(assets.length >= 3, `${assets.length} assets`)

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client'
 import { OnlineCache } from '../../src/services/online-cache.js'
 
 // The cache alone, without a database: generations, invalidation paths, notifications, capacity.
-const row = (v: number): { eventMs: number, eventTime: string, value: number } => ({ eventMs: v, eventTime: new Date(v).toISOString(), value: v })
+const row = (v: number): { eventMs: number, eventTime: string, value: number, json: string } => ({ eventMs: v, eventTime: new Date(v).toISOString(), value: v, json: String(v) })
 
 t.test('a value fetched before an invalidation is not cached after it (the race guard)', async (t) => {
   const cache = new OnlineCache({ maxKeys: 100, ttlSeconds: 0, origin: 'me' })

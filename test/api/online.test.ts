@@ -92,6 +92,41 @@ t.test('POST /v1/online: several entities in request order, duplicates kept', as
   t.same(results[3], results[0])
 })
 
+t.test('cached answers are sent as the same JSON text the response serializer makes of a database read', async (t) => {
+  const now = Date.now()
+  const entity = 'Q "1" \\ é/☃' // quotes, a backslash, non-ASCII: the text must escape as JSON does
+  await ingest([
+    { feature: 'price', entity_id: entity, event_time: now - H, value: 1.1 },
+    { feature: 'price', entity_id: 'Q2', event_time: now - 3 * H, value: 5 },
+    { feature: 'vol', entity_id: entity, event_time: now - H, value: null },
+    { feature: 'label', entity_id: entity, event_time: now - H, value: 'a "quoted"\nline' },
+    { feature: 'up', entity_id: entity, event_time: now - H, value: true },
+    { feature: 'ratio', entity_id: entity, event_time: now - H, value: 'NaN' },
+    { feature: 'ratio', entity_id: 'Q2', event_time: now - H, value: -1e-7 },
+  ])
+  const refs = 'price,vol,label,up,ratio,vol@1,price'
+  const url = `/v1/online/${encodeURIComponent(entity)}?features=${encodeURIComponent(refs)}`
+  // the write evicted these keys: the first answer is read from the database and serialised
+  // by the response schema; the second comes from the cache as text
+  const cold = await app.inject({ method: 'GET', url })
+  const warm = await app.inject({ method: 'GET', url })
+  t.equal(cold.statusCode, 200)
+  t.equal(warm.body, cold.body, 'byte-identical')
+  t.equal(warm.headers['content-type'], cold.headers['content-type'])
+  t.same(Object.keys(warm.json().values), ['price', 'vol', 'label', 'up', 'ratio', 'vol@1'], 'duplicates once, in request order')
+  t.same(warm.json().values.label, { value: 'a "quoted"\nline', event_time: iso(now - H), status: 'PRESENT' })
+
+  const payload = { entities: [entity, 'Q2', 'nobody', entity], features: ['price', 'ratio', 'vol'] }
+  const hitsBefore = app.services.online.cache.hits
+  const warmBatch = await app.inject({ method: 'POST', url: '/v1/online', payload })
+  t.ok(app.services.online.cache.hits > hitsBefore, 'answered from the cache')
+  app.services.online.cache.invalidate({ all: true })
+  const coldBatch = await app.inject({ method: 'POST', url: '/v1/online', payload })
+  t.equal(warmBatch.statusCode, 200)
+  t.equal(warmBatch.body, coldBatch.body, 'byte-identical')
+  t.same(warmBatch.json().results[1].values.price, { value: null, event_time: null, status: 'OUTSIDE_TTL' })
+})
+
 t.test('the cache: hits after the first read, read-your-writes on this instance, counters in /metrics', async (t) => {
   const now = Date.now()
   const cache = app.services.online.cache

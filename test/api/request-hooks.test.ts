@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../../src/config.js'
 import { buildApp, type App } from '../../src/app.js'
 import { startUp } from '../../src/services/startup.js'
 import { bearerToken } from '../../src/plugins/auth.js'
+import { LazyChildLogger } from '../../src/plugins/access-log.js'
 
 /** The app with a logger writing JSON lines into `lines`. */
 async function appWithLog (t: Test, config: Partial<Config>): Promise<{ app: App, lines: Array<Record<string, unknown>> }> {
@@ -85,7 +86,7 @@ t.test('security headers on every answer, refusals included; rate limits before 
     await app.inject({ method: 'GET', url: '/health' }),
   ]) {
     t.equal(res.headers['x-content-type-options'], 'nosniff', `${res.statusCode}`)
-    t.match(String(res.headers['content-security-policy']), /default-src 'self'/)
+    t.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'")
     t.match(String(res.headers['x-request-id']), /.+/)
   }
   const bad = { authorization: 'Bearer fs_not_a_key' }
@@ -104,4 +105,22 @@ t.test('bearerToken', async (t) => {
   t.equal(bearerToken('Bearer '), '')
   t.equal(bearerToken('Bearer\tabc'), 'abc')
   t.equal(bearerToken('Basic abc'), '')
+})
+
+t.test('a request logger is made when the request first logs, with its bindings and level', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const parent = pino({ level: 'info' }, new Writable({ write (chunk, _enc, cb) { lines.push(JSON.parse(String(chunk))); cb() } }))
+  let children = 0
+  const counting = Object.assign(Object.create(parent), { child: (b: pino.Bindings, o?: pino.ChildLoggerOptions) => { children++; return parent.child(b, o) } })
+  const quiet = new LazyChildLogger(counting, { reqId: 'r1' }, {})
+  t.equal(quiet.level, 'info', 'the parent\'s level, without making a child')
+  t.equal(children, 0)
+  const log = new LazyChildLogger(counting, { reqId: 'r2' }, { level: 'warn' })
+  t.equal(log.level, 'warn')
+  log.info('dropped: below the level')
+  log.warn({ a: 1 }, 'kept')
+  log.error('also kept')
+  t.equal(children, 1, 'one child, made on the first call')
+  t.match(lines, [{ reqId: 'r2', a: 1, msg: 'kept', level: 40 }, { reqId: 'r2', msg: 'also kept', level: 50 }])
+  t.match(log.child({ x: 2 }), { info: Function })
 })
