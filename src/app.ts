@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { AppDeps } from './context.js'
 import errorsPlugin, { sendProblem, toProblem } from './plugins/errors.js'
 import swaggerPlugin from './plugins/swagger.js'
@@ -31,6 +31,17 @@ export interface BuildOptions {
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
+ * Generated request ids: 72 random bits drawn when the process starts (so ids of instances and
+ * restarts do not collide) and a counter, e.g. `q3Zk8fJ1wXyT-1a2b`: unique like a UUID for log
+ * correlation, at the cost of an increment rather than random bytes per request.
+ */
+const REQUEST_ID_PREFIX = randomBytes(9).toString('base64url')
+let requestCounter = 0
+function nextRequestId (): string {
+  return `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`
+}
+
+/**
  * Builds the whole service on open database connections: plugins first (errors, metrics,
  * swagger), then the services, then the routes. Used by server.ts and by every test.
  */
@@ -40,7 +51,7 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     genReqId: (req) => {
       const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID()
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : nextRequestId()
     },
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     routerOptions: { maxParamLength: 512 },

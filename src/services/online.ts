@@ -22,6 +22,7 @@ const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, 
  */
 export class OnlineService {
   private listener?: { unlisten: () => Promise<void> }
+  private readonly prepared = new WeakMap<string[], { unique: string[], keys: string[] }>()
 
   constructor (private readonly sql: Sql, readonly cache: OnlineCache) {}
 
@@ -43,14 +44,12 @@ export class OnlineService {
    * asked (then call read).
    */
   readCachedJson (entities: string[], refs: string[]): string[] | undefined {
-    const uniqueRefs = refs.length > 1 ? [...new Set(refs)] : refs
+    const { unique: uniqueRefs, keys } = this.prepare(refs)
     const defs: FeatureDefinition[] = new Array(uniqueRefs.length)
-    const keys: string[] = new Array(uniqueRefs.length)
     for (let j = 0; j < uniqueRefs.length; j++) {
       const d = this.cache.lookupRef(uniqueRefs[j])
       if (d === undefined || d === null) return undefined
       defs[j] = d
-      keys[j] = JSON.stringify(uniqueRefs[j])
     }
     const now = Date.now()
     const out: string[] = new Array(entities.length)
@@ -65,6 +64,20 @@ export class OnlineService {
       out[i] = `{"entity_id":${JSON.stringify(entities[i])},"values":{${values}}}`
     }
     return out
+  }
+
+  /**
+   * A reference list without its duplicates, and each reference as a JSON key; kept while the
+   * list lives, so a caller that reuses its (never changed) lists prepares each once.
+   */
+  private prepare (refs: string[]): { unique: string[], keys: string[] } {
+    let p = this.prepared.get(refs)
+    if (p === undefined) {
+      const unique = refs.length > 1 ? [...new Set(refs)] : refs
+      p = { unique, keys: unique.map((r) => JSON.stringify(r)) }
+      this.prepared.set(refs, p)
+    }
+    return p
   }
 
   /** Latest values of `refs` for each entity, in the order given (duplicates kept). */
