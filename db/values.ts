@@ -5,6 +5,7 @@ import path from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import type { TxSql } from './connection.js'
 import { takeIngestStamp } from './knowledge.js'
+import { beginLoggedWrite, logWrites, WrittenRanges } from './write-log.js'
 import { toDefinition } from './definitions.js'
 import type { FeatureDefinition } from '../src/domain/feature.js'
 import type { ValueRow } from '../src/domain/ingest-rows.js'
@@ -55,6 +56,8 @@ export class ValueStaging {
   private spool?: { dir: string, file: string, handle: FileHandle }
   private rows = 0
   private readonly features = new Set<number>()
+  /** What the write log (db/write-log.ts) records of this write: event_time range and entity per feature. */
+  private readonly written = new WrittenRanges()
   private latest: Map<string, Latest> | undefined = new Map()
   private closed = false
   private lastMs = Number.NaN
@@ -76,6 +79,7 @@ export class ValueStaging {
   add (row: ValueRow): Promise<void> | undefined {
     this.rows++
     this.features.add(row.featureId)
+    this.written.add(row.featureId, row.entityId, row.eventTimeMs)
     if (this.latest !== undefined) this.trackLatest(row)
     if (row.eventTimeMs !== this.lastMs) {
       this.lastMs = row.eventTimeMs
@@ -154,6 +158,7 @@ export class ValueStaging {
       await this.pushChunk()
       if (this.spool !== undefined) await this.spool.handle.close()
       let stamp = await takeIngestStamp(this.tx)
+      await beginLoggedWrite(this.tx)
       let inserted: number
       let fast = this.latest !== undefined
       if (fast) {
@@ -176,6 +181,7 @@ export class ValueStaging {
       } else {
         ({ inserted, changed } = await this.slowPath(stamp, listKeys))
       }
+      await logWrites(this.tx, stamp, this.written.ranges)
       // Stamps keep microseconds (the knowledge protocol needs them); the answer rounds up to the
       // millisecond, so that as_of_system_time = ingested_at sees this write.
       const [{ at }] = await this.tx<{ at: string }[]>`SELECT to_char(date_trunc('milliseconds', ${stamp}::text::timestamptz + interval '999 microseconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at`

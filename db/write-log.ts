@@ -1,0 +1,142 @@
+import type { Sql, TxSql } from './connection.js'
+
+type Queryable = Sql | TxSql
+
+/**
+ * The write log (migrations/060): per ingest transaction and feature, the event_time range it
+ * wrote and its entity when it wrote only one. It lets a drift check prove that a window holds
+ * no corrections, and then read it without the point-in-time dedupe.
+ */
+
+/** What one ingest transaction wrote of one feature. */
+export interface WrittenRange {
+  featureId: number
+  firstMs: number
+  lastMs: number
+  /** The one entity written, or null when several were. */
+  entityId: string | null
+}
+
+/**
+ * Tracks, while rows are staged, the event_time range and the entities written per feature.
+ * A few comparisons per row.
+ */
+export class WrittenRanges {
+  private readonly byFeature = new Map<number, WrittenRange>()
+  private lastFeature = Number.NaN
+  private last: WrittenRange | undefined
+
+  add (featureId: number, entityId: string, eventTimeMs: number): void {
+    let r = featureId === this.lastFeature ? this.last : this.byFeature.get(featureId)
+    if (r === undefined) {
+      r = { featureId, firstMs: eventTimeMs, lastMs: eventTimeMs, entityId }
+      this.byFeature.set(featureId, r)
+    } else {
+      if (eventTimeMs < r.firstMs) r.firstMs = eventTimeMs
+      else if (eventTimeMs > r.lastMs) r.lastMs = eventTimeMs
+      if (r.entityId !== null && r.entityId !== entityId) r.entityId = null
+    }
+    this.lastFeature = featureId
+    this.last = r
+  }
+
+  get ranges (): WrittenRange[] { return [...this.byFeature.values()] }
+}
+
+/**
+ * Marks the caller's transaction as the ingest path's, so that the trigger on feature_snapshots
+ * does not count its statements as untracked writes. Until `logWrites` ends it.
+ */
+export async function beginLoggedWrite (tx: TxSql): Promise<void> {
+  await tx`SELECT set_config('feature_store.logged_write', 'on', true)`
+}
+
+/**
+ * Records what the transaction wrote under `stamp` (one row per feature) and ends the mark of
+ * beginLoggedWrite. In the same transaction as the values.
+ */
+export async function logWrites (tx: TxSql, stamp: string, ranges: WrittenRange[]): Promise<void> {
+  await tx`
+    WITH w AS (
+      INSERT INTO feature_write_log (feature_id, ingested_at, first_event, last_event, entity_id)
+      SELECT u.feature_id, ${stamp}::text::timestamptz, timestamptz 'epoch' + u.first_ms * interval '1 millisecond',
+             timestamptz 'epoch' + u.last_ms * interval '1 millisecond', u.entity_id
+      FROM unnest(${ranges.map((r) => r.featureId)}::int4[], ${ranges.map((r) => r.firstMs)}::int8[],
+                  ${ranges.map((r) => r.lastMs)}::int8[], ${ranges.map((r) => r.entityId)}::text[]) AS u(feature_id, first_ms, last_ms, entity_id))
+    SELECT set_config('feature_store.logged_write', '', true)`
+}
+
+/** A window of one feature (optionally one entity), [fromMs, toMs), read at cutoff cutoffMs. */
+export interface LoggedWindow { featureId: number, entityId?: string, fromMs: number, toMs: number, cutoffMs: number }
+
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+/**
+ * Past this many logged writes in a window the proof is not attempted (the window is read
+ * point-in-time): a store written in many small transactions (a value a minute) would make the
+ * proof cost as much as the read it saves.
+ */
+export const MAX_LOGGED_WRITES = 20_000
+
+/**
+ * True when the window provably holds no corrections at the cutoff: no untracked write was ever
+ * made, and no two logged writes known at the cutoff, of one entity (or of several entities),
+ * overlap in event_time inside the window. Then every (entity, event_time) of the window has at
+ * most one row with ingested_at <= cutoff, and the rows of a plain range scan are exactly the
+ * point-in-time values. Run it in the transaction (snapshot) that reads the window.
+ *
+ * At most MAX_LOGGED_WRITES records are looked at; more, and the answer is false.
+ *
+ * Records in event_time order (of their range clipped to the window): a record overlaps an
+ * earlier one it can share rows with when the latest end among those is at or after its start:
+ * among all earlier records for a record of several entities; among those of several entities
+ * and those of its own entity for a record of one entity.
+ */
+export async function windowHasNoCorrections (sql: Queryable, w: LoggedWindow): Promise<boolean> {
+  const entity = w.entityId === undefined ? sql`` : sql`AND (l.entity_id IS NULL OR l.entity_id = ${w.entityId})`
+  const [row] = await sql<{ clean: boolean }[]>`
+    SELECT NOT EXISTS (SELECT 1 FROM feature_untracked_writes)
+       AND (SELECT count(*) FROM (
+              SELECT 1 FROM feature_write_log l
+              WHERE l.feature_id = ${w.featureId} AND l.last_event >= ${iso(w.fromMs)}::timestamptz
+                AND l.first_event < ${iso(w.toMs)}::timestamptz AND l.ingested_at <= ${iso(w.cutoffMs)}::timestamptz ${entity}
+              LIMIT ${MAX_LOGGED_WRITES + 1}) n) <= ${MAX_LOGGED_WRITES}
+       AND NOT EXISTS (
+         SELECT 1 FROM (
+           SELECT c.first_event, c.entity_id,
+                  max(c.last_event) OVER w AS any_end,
+                  max(c.last_event) FILTER (WHERE c.entity_id IS NULL) OVER w AS several_end,
+                  max(c.last_event) OVER (PARTITION BY c.entity_id ORDER BY c.first_event, c.ingested_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS own_end
+           FROM (
+             SELECT greatest(l.first_event, ${iso(w.fromMs)}::timestamptz) AS first_event,
+                    least(l.last_event, ${iso(w.toMs)}::timestamptz) AS last_event, l.entity_id, l.ingested_at
+             FROM feature_write_log l
+             WHERE l.feature_id = ${w.featureId} AND l.last_event >= ${iso(w.fromMs)}::timestamptz
+               AND l.first_event < ${iso(w.toMs)}::timestamptz AND l.ingested_at <= ${iso(w.cutoffMs)}::timestamptz ${entity}
+             LIMIT ${MAX_LOGGED_WRITES + 1}
+           ) c
+           WINDOW w AS (ORDER BY c.first_event, c.ingested_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+         ) o
+         WHERE CASE WHEN o.entity_id IS NULL THEN o.any_end >= o.first_event
+                    ELSE o.several_end >= o.first_event OR o.own_end >= o.first_event END
+       ) AS clean`
+  return row.clean
+}
+
+/**
+ * Rebuilds the write log from the stored values (one row per feature and stamp) and clears the
+ * untracked-write marker, while writers wait (SHARE lock on feature_snapshots). A full scan:
+ * for operators after writing values by direct SQL, and for tests.
+ */
+export async function rebuildWriteLog (sql: Sql): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`LOCK TABLE feature_snapshots IN SHARE MODE`
+    await tx`DELETE FROM feature_write_log`
+    await tx`DELETE FROM feature_untracked_writes`
+    await tx`
+      INSERT INTO feature_write_log (feature_id, ingested_at, first_event, last_event, entity_id)
+      SELECT feature_id, ingested_at, min(event_time), max(event_time), CASE WHEN min(entity_id) = max(entity_id) THEN min(entity_id) END
+      FROM feature_snapshots
+      GROUP BY feature_id, ingested_at`
+  })
+}
