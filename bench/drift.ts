@@ -9,6 +9,7 @@ import { insertDefinition } from '../test/lib/fixtures.js'
 import { ValueStaging } from '../db/values.js'
 import { judgeDrift, summarise, DRIFT_METHODS } from '../src/domain/drift-stats.js'
 import type { Bench, BenchResult } from './lib/harness.js'
+import { seededRandom, standardNormal } from '../test/lib/random.js'
 
 /**
  * Benchmark: one drift check (all four methods) over 1,000,000 values (a reference window of
@@ -59,18 +60,12 @@ const bench: Bench = {
       // 10 entities x 100,000 hourly values: the first half around 100, the second shifted to 103
       // (drift), normal with sd 10 (Box-Muller over mulberry32, seeded: every run checks the same
       // values). One ingest transaction, as one POST /v1/values request writes them.
-      let seed = 42
-      const uniform = (): number => {
-        seed = (seed + 0x6D2B79F5) >>> 0
-        let z = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-        z = (z + Math.imul(z ^ (z >>> 7), 61 | z)) ^ z
-        return (((z ^ (z >>> 14)) >>> 0) + 0.5) / 4294967296
-      }
+      const uniform = seededRandom(42)
       await sql.begin(async (tx) => {
         const staging = new ValueStaging(tx)
         for (let e = 0; e < ENTITIES; e++) {
           for (let i = 0; i < PER_ENTITY; i++) {
-            const x = 100 + (i >= half ? 3 : 0) + 10 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())
+            const x = 100 + (i >= half ? 3 : 0) + 10 * standardNormal(uniform)
             const wait = staging.add({ featureId: f, entityId: `E${e}`, eventTimeMs: T0 + i * H, num: x, text: null })
             if (wait !== undefined) await wait
           }

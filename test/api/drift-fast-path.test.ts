@@ -7,6 +7,7 @@ import { rebuildWriteLog, windowHasNoCorrections } from '../../db/write-log.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { quantileFractions, summarise, type DriftSummary } from '../../src/domain/drift-stats.js'
 import type { Sql } from '../../db/connection.js'
+import { seededRandom, standardNormal } from '../lib/random.js'
 
 /**
  * A drift window that the write log proves free of corrections at the cutoff is read with a plain
@@ -19,17 +20,8 @@ const T0 = Date.UTC(2021, 0, 1)
 const REF: [number, number] = [T0, T0 + 400 * H]
 const CUR: [number, number] = [T0 + 400 * H, T0 + 800 * H]
 
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-const r = rng(7)
-const normal = (): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r())
+const r = seededRandom(7)
+const normal = (): number => standardNormal(r)
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Hourly values of one entity over [from, to): around `mean`, ties every seventh hour. */

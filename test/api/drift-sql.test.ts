@@ -3,6 +3,7 @@ import { buildTestApp } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
 import { driftSummary } from '../../db/drift.js'
 import { quantileFractions, summarise } from '../../src/domain/drift-stats.js'
+import { seededRandom, standardNormal } from '../lib/random.js'
 
 /**
  * The database computes the drift summary over fine bins, resolving the few bins that need single
@@ -14,16 +15,8 @@ import { quantileFractions, summarise } from '../../src/domain/drift-stats.js'
 const H = 3_600_000
 const T0 = Date.UTC(2020, 0, 1)
 
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-const normal = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r())
+const rng = seededRandom
+const normal = standardNormal
 
 const r = rng(42)
 const cases: Record<string, [number[], number[]]> = {

@@ -4,6 +4,7 @@ import { buildTestApp, type TestContext } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
 import { judgeDrift, summarise, quantileFractions } from '../../src/domain/drift-stats.js'
 import { driftSummary } from '../../db/drift.js'
+import { seededRandom, standardNormal } from '../lib/random.js'
 
 const H = 3_600_000
 const T0 = Date.UTC(2023, 0, 1)
@@ -11,14 +12,8 @@ const iso = (ms: number): string => new Date(ms).toISOString()
 
 /** Deterministic normal-ish numbers (mulberry32 + Box-Muller). */
 function normals (seed: number, n: number, mean: number, sd: number): number[] {
-  let a = seed >>> 0
-  const rand = (): number => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-  return Array.from({ length: n }, () => mean + sd * Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand()))
+  const rand = seededRandom(seed)
+  return Array.from({ length: n }, () => mean + sd * standardNormal(rand))
 }
 
 interface Fixture { ctx: TestContext, featureId: number, ref: number[], cur: number[] }
