@@ -9,7 +9,7 @@
 -- event_time inside it: every (entity, event_time) then has at most one row known at K.
 --
 -- Writes that bypass the ingest path (direct SQL, UPDATEs) cannot be described, so a
--- statement-level trigger (no transition tables: TimescaleDB hypertables have none) records
+-- statement-level trigger (without transition tables, which TimescaleDB before 2.17 refuses on hypertables) records
 -- that such a write happened; while feature_untracked_writes holds a row, drift checks take the
 -- exact point-in-time read. The ingest path marks its own statements with the transaction-local
 -- setting feature_store.logged_write. rebuildWriteLog (db/write-log.ts) rebuilds the log from
