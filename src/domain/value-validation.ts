@@ -3,7 +3,19 @@ import { MAX_SAFE_INT64 } from './feature.js'
 
 export type ValueCheck = { ok: true, value: StoredValue } | { ok: false, rule: string, message: string }
 
-const NON_FINITE: Record<string, number> = { NaN: Number.NaN, Infinity: Number.POSITIVE_INFINITY, '+Infinity': Number.POSITIVE_INFINITY, '-Infinity': Number.NEGATIVE_INFINITY }
+const NON_FINITE = new Map<string, number>([['NaN', Number.NaN], ['Infinity', Number.POSITIVE_INFINITY], ['+Infinity', Number.POSITIVE_INFINITY], ['-Infinity', Number.NEGATIVE_INFINITY]])
+
+/**
+ * The number a non-finite spelling stands for (NaN, Infinity, +Infinity, -Infinity), else
+ * undefined. The first characters are looked at before the Map: every number of a CSV body
+ * passes here, and a lookup hashes the whole string (an object's `in` would even intern it,
+ * and would take inherited names such as "constructor" for spellings).
+ */
+function nonFinite (raw: string): number | undefined {
+  const c = raw.charCodeAt(0)
+  if (c === 78 || c === 73 || ((c === 43 || c === 45) && raw.charCodeAt(1) === 73)) return NON_FINITE.get(raw) // N, I, +I, -I
+  return undefined
+}
 
 /**
  * Checks one raw value (from JSON, NDJSON or CSV text) against a definition and
@@ -20,8 +32,9 @@ export function checkValue (def: Pick<FeatureDefinition, 'dtype' | 'validation'>
   let text: string | null = null
   switch (def.dtype) {
     case 'float64': {
+      const special = typeof raw === 'string' ? nonFinite(raw) : undefined
       if (typeof raw === 'number') num = raw
-      else if (typeof raw === 'string' && raw in NON_FINITE) num = NON_FINITE[raw]
+      else if (special !== undefined) num = special
       else if (typeof raw === 'string' && fromText && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw.trim())) num = Number(raw)
       else return { ok: false, rule: 'dtype', message: `expected a float64 number, got ${describe(raw)}` }
       if (!Number.isFinite(num)) {
