@@ -1,7 +1,8 @@
 import t from 'tap'
 import { checkValue } from '../../src/domain/value-validation.js'
+import type { FeatureDefinition, ValidationRules } from '../../src/domain/feature.js'
 
-const float = (rules: Record<string, unknown> = {}) => ({ dtype: 'float64' as const, validation: { nullable: false, ...rules } })
+const float = (rules: Partial<ValidationRules> = {}): Pick<FeatureDefinition, 'dtype' | 'validation'> => ({ dtype: 'float64', validation: { nullable: false, allow_non_finite: false, ...rules } })
 
 t.test('non-finite spellings: exactly NaN, Infinity, +Infinity, -Infinity, when the feature allows them', async (t) => {
   const allowed = float({ allow_non_finite: true })
