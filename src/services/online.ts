@@ -10,10 +10,10 @@ import type { EntityValues, OnlineValue } from '../../routes/schemas/online.js'
 import type { CachedValue, OnlineCache, OnlineChange } from './online-cache.js'
 
 const NOT_FOUND: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'NOT_FOUND' }) as OnlineValue
+const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'OUTSIDE_TTL' }) as OnlineValue
+
 /** A (feature, entity) answer the cache could not give: where it goes once read. */
 interface Pending { at: Record<string, OnlineValue>, ref: string, def: FeatureDefinition, entityId: string }
-
-const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'OUTSIDE_TTL' }) as OnlineValue
 
 /**
  * Latest values with T = K = now (SPEC "Point-in-time semantics"): the online row of each
@@ -82,7 +82,7 @@ export class OnlineService {
 
   /** Latest values of `refs` for each entity, in the order given (duplicates kept). */
   async read (entities: string[], refs: string[]): Promise<EntityValues[]> {
-    const uniqueRefs = refs.length > 1 ? [...new Set(refs)] : refs
+    const uniqueRefs = this.prepare(refs).unique
     const defs = await this.resolve(uniqueRefs)
     const now = Date.now()
     const { out, missing, ...rest } = this.collect(entities, uniqueRefs, defs, now)
