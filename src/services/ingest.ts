@@ -1,12 +1,12 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
-import { parse as parseCsv, CsvError, type Parser } from 'csv-parse'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Sql, TxSql } from '../../db/connection.js'
 import { ValueStaging, loadDefinitions, type CommitResult } from '../../db/values.js'
 import { findIdempotentAnswer, lockIdempotencyKey, purgeIdempotencyKeys, saveIdempotentAnswer, type IdempotencySlot } from '../../db/idempotency.js'
 import { notifyOnlineChange } from '../../db/online.js'
+import { CsvRecordReader, CsvRecordTooLongError, CsvSyntaxError } from '../domain/csv-records.js'
 import { AppError, BadRequestError, PayloadTooLargeError, UnprocessableError } from '../domain/errors.js'
 import {
   DefinitionCatalog, RowErrors, checkCell, checkKey, checkLongRow, csvLayout, resolveFeature,
@@ -228,9 +228,8 @@ class IngestRun {
   }
 
   async readCsv (stream: Readable, hash?: Hash): Promise<void> {
-    const parser: Parser = parseCsv({ bom: true, relax_column_count: true, skip_empty_lines: true, max_record_size: MAX_LINE_BYTES })
-    // The request flows into the parser with back-pressure; a hash listener sees the same chunks.
-    if (hash) stream.on('data', (chunk: Buffer) => { hash.update(chunk) })
+    const decoder = new StringDecoder('utf8')
+    const reader = new CsvRecordReader(MAX_LINE_BYTES)
     let layout: CsvLayout | undefined
     let wide: WideColumns | undefined
     let record = 0
@@ -252,48 +251,28 @@ class IngestRun {
       if (layout.kind === 'long') return this.longRow({ feature: rec[layout.feature], entity_id: rec[layout.entity], event_time: rec[layout.time], value: rec[layout.value] }, true, at)
       return this.wideRow(layout, wide!, rec, at)
     }
+    // the records of one piece of the body, handled in order; false once reading should stop
+    const handle = async (records: string[][]): Promise<boolean> => {
+      for (let i = 0; i < records.length; i++) {
+        const p = onRecord(records[i])
+        if (p !== undefined) await p
+        if (this.done) { this.stoppedEarly = true; return false }
+      }
+      return true
+    }
     try {
-      // Records are handled as 'data' events, synchronously; the parser pauses only while
-      // staging waits (a promise per record would cost more than the parsing).
-      await new Promise<void>((resolve, reject) => {
-        let settled = false
-        const fail = (err: Error): void => { if (!settled) { settled = true; reject(err) } }
-        const stop = (): void => {
-          if (settled) return
-          settled = true
-          stream.unpipe(parser)
-          parser.pause()
-          resolve()
-        }
-        parser.on('data', (rec: string[]) => {
-          if (settled) return
-          let p: Promise<void> | undefined
-          try {
-            p = onRecord(rec)
-          } catch (err) {
-            fail(err as Error)
-            return
-          }
-          if (p !== undefined) {
-            parser.pause()
-            p.then(() => { if (this.done) stop(); else parser.resume() }, fail)
-          } else if (this.done) stop()
-        })
-        parser.once('end', () => { if (!settled) { settled = true; resolve() } })
-        parser.once('error', fail)
-        stream.once('error', fail)
-        stream.once('close', () => { if (!stream.readableEnded) fail(Object.assign(new Error('the request body ended before it was complete'), { code: 'BODY_CUT_OFF' })) })
-        stream.pipe(parser)
-      })
-      if (this.done) this.stoppedEarly = true
+      for await (const chunk of stream.iterator({ destroyOnReturn: false })) {
+        hash?.update(chunk as Buffer)
+        if (!await handle(reader.push(decoder.write(chunk as Buffer)))) return
+      }
+      if (!await handle(reader.push(decoder.end()))) return
+      if (!await handle(reader.end())) return
     } catch (err) {
-      if (err instanceof AppError || cutOff(err)) throw err
-      const line = err instanceof CsvError ? (err as CsvError & { lines?: number }).lines : undefined
-      const message = (err as Error).message
-      throw new BadRequestError(`The CSV body is malformed${line !== undefined ? ` at line ${line}` : ''}: ${message}`, [{ path: line !== undefined ? `/lines/${line}` : '/body', rule: 'csv', message }])
-    } finally {
-      stream.unpipe(parser)
-      parser.destroy()
+      if (err instanceof CsvSyntaxError) {
+        throw new BadRequestError(`The CSV body is malformed at line ${err.line}: ${err.message}`, [{ path: `/lines/${err.line}`, rule: 'csv', message: err.message }])
+      }
+      if (err instanceof CsvRecordTooLongError) throw new PayloadTooLargeError(`The CSV body is malformed: ${err.message}`)
+      throw err
     }
     if (layout === undefined) throw new BadRequestError('The CSV body is empty: it needs a header row (long: feature,entity_id,event_time,value; wide: entity_id,event_time,<feature>...)')
   }

@@ -294,7 +294,26 @@ t.test('CSV structure errors are 400s naming the line or column', async (t) => {
     t.equal(res.statusCode, 400, JSON.stringify(body))
     t.match(res.json().detail, detail)
   }
+  const unterminated = await post(`entity_id,event_time,close_price\r\nI1,${T0},1\r\nI1,${T0 + H},"2\r\nI1,${T0 + 2 * H},3\r\n`, { type: 'text/csv' })
+  t.equal(unterminated.statusCode, 400)
+  t.match(unterminated.json(), { detail: /malformed at line 3: Quoted field unterminated/, errors: [{ path: '/lines/3', rule: 'csv' }] })
+  const stray = await post(`entity_id,event_time,close_price\nI1,${T0},1\nI1,"${T0}"x,1\nI1,${T0 + H},2\n`, { type: 'text/csv' })
+  t.equal(stray.statusCode, 400)
+  t.match(stray.json().detail, /malformed at line 3/)
+  // a record past 1 MiB (here: a quote never closed) is refused before the body is all read
+  const huge = await post(`entity_id,event_time,close_price\nI1,${T0},"${'9'.repeat(1100 * 1024)}`, { type: 'text/csv' })
+  t.equal(huge.statusCode, 413)
+  t.match(huge.json().detail, /line 2 is longer than 1048576 characters/)
   t.same(await snapshots('I1'), [])
+})
+
+t.test('CSV with a byte order mark, \\r\\n line breaks and quoted fields spanning lines', async (t) => {
+  const note = await insertDefinition(sql, { name: 'note', dtype: 'string' })
+  const csv = `\ufeffentity_id,event_time,close_price,note\r\nK1,${iso(T0)},1.5,"said ""sell"""\r\n\r\n"K1",${iso(T0 + H)},"2","buy,\r\nthen sell"\r\n`
+  const res = await post(csv, { type: 'text/csv' })
+  t.equal(res.statusCode, 200, res.body)
+  t.match(res.json(), { received: 4, written: 4, skipped: 0 })
+  t.same((await snapshots('K1')).map((r) => [r.feature_id, r.value_num ?? r.value_text]), [[ids.close, 1.5], [ids.close, 2], [note, 'said "sell"'], [note, 'buy,\r\nthen sell']])
 })
 
 t.test('under reject, reading stops at the error limit and the connection is closed', async (t) => {
