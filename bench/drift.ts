@@ -27,7 +27,7 @@ import { seededRandom, standardNormal } from '../test/lib/random.js'
  */
 const ENTITIES = 10
 const PER_ENTITY = 100_000
-const RUNS = 5
+const RUNS = 9
 const H = 3_600_000
 const T0 = Date.UTC(2010, 0, 1)
 

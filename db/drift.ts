@@ -2,6 +2,8 @@ import type postgres from 'postgres'
 import type { Sql, TxSql } from './connection.js'
 import type { DriftMethod, DriftSummary } from '../src/domain/drift-stats.js'
 import { windowHasNoCorrections } from './write-log.js'
+import { closePointInTimeSession, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
+import { binStage, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
 
 type Queryable = Sql | TxSql
 type Fragment = postgres.PendingQuery<postgres.Row[]>
@@ -103,213 +105,108 @@ export interface SummaryOptions {
   exactRead?: boolean
 }
 
-/** What the summary statement returns: sample statistics, the KS and Wasserstein parts, the quantile bins. */
-interface SummaryRow {
-  /** per sample: count, min, max, mean and sum of squared deviations of (x - shift) / unit */
-  ref_n: number, ref_min: number | null, ref_max: number | null, ref_mu: number | null, ref_m2: number | null
-  cur_n: number, cur_min: number | null, cur_max: number | null, cur_mu: number | null, cur_m2: number | null
-  /** max |F_ref - F_cur| at the bin ends */
-  ks_ends: number | null
-  /** the Wasserstein integral between bins and inside the bins where the CDFs cannot cross */
-  w_known: number | null
-  /** max |F_ref - F_cur| inside the candidate bins */
-  ks_inside: number | null
-  /** the Wasserstein integral inside the candidate bins where the CDFs may cross */
-  w_inside: number | null
-  edges: number[] | null
-  below_r: number[] | null
-  below_c: number[] | null
+/** The temporary table of each sample's fine bins (names fixed here, never from input). */
+const BIN_TABLES = ['drift_bins_reference', 'drift_bins_current'] as const
+
+/**
+ * Everything a drift check needs, from one read of each sample in the database, without
+ * sorting the samples (on a million values a sort costs more than the reading) and without
+ * sending them to Node:
+ *
+ * 0. Two read sessions on one snapshot (db/point-in-time.ts; one when the pool is busy). A probe
+ *    of a few thousand values sets the fine-bin width (fineScale) and a shift that keeps the
+ *    sums of squares precise. A window that the write log proves free of corrections at the
+ *    cutoff (db/write-log.ts) is read as a plain range scan instead of the point-in-time walk
+ *    (index scan backwards + DISTINCT ON): the same rows, about a quarter less work.
+ * 1. Each session reads one sample (the point-in-time values) once, both at the same time, and
+ *    groups it by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin (count,
+ *    min, max, sums of the offsets in the bin, and the bin's values as an array) into a
+ *    temporary table. Only the bins' numbers leave the database, packed (48 bytes a bin).
+ * 2. From the bins, src/domain/drift-bins.ts settles the sample statistics, KS at the bin ends
+ *    and most of the Wasserstein integral, exactly, and names the few candidate bins the bins
+ *    cannot settle (a few thousand values of a million).
+ * 3. Each session sends the values of its candidate bins; drift-bins.ts finishes exactly: the
+ *    largest CDF gap and the integral inside them, the reference order statistics at the
+ *    quantile ranks (percentile_cont's definition), the distinct quantile edges, and how many
+ *    values of each sample lie below each edge (width_bucket's bins).
+ */
+export async function driftSummary (sql: Sql, reference: SampleSpec, current: SampleSpec, fractions: number[], opts: SummaryOptions = {}): Promise<DriftSummary> {
+  const sessions = await openPointInTimeSessions(sql, 2, { pairsTable: false })
+  try {
+    const first = sessions[0]
+    const second = sessions[1] ?? first
+    // work_mem: the per-bin hash aggregate keeps every value (~40 bytes each at peak); the row
+    // estimates of the point-in-time read are far too low (DISTINCT ON and the finiteness test),
+    // which makes sorting by bin look cheap (enable_sort); each session reads its sample alone
+    // (no parallel workers: the two sessions are the parallelism)
+    const configure = async (conn: ReservedSql): Promise<void> => {
+      await conn`SELECT set_config('work_mem', '256MB', true), set_config('enable_sort', 'off', true),
+                        set_config('max_parallel_workers_per_gather', '0', true)`
+    }
+    await Promise.all([...new Set([first, second])].map(configure))
+    // the probe walks the primary key (the point-in-time read stops after a few thousand rows;
+    // a range scan would first collect the whole window)
+    const [probe] = await first<{ lo: number | null, hi: number | null, mid: number | null }[]>`
+      SELECT min(x) AS lo, max(x) AS hi, avg(x) AS mid
+      FROM ((${sampleQuery(first, reference)} LIMIT ${PROBE_VALUES}) UNION ALL (${sampleQuery(first, current)} LIMIT ${PROBE_VALUES})) p`
+    // a window that provably holds no corrections at the cutoff is read without the dedupe
+    if (opts.exactRead !== true) {
+      if (reference.kind === 'window') reference = { ...reference, noCorrections: await windowHasNoCorrections(first, reference) }
+      if (current.kind === 'window') current = { ...current, noCorrections: await windowHasNoCorrections(first, current) }
+    }
+    const span = probe.lo === null || probe.hi === null ? 0 : probe.hi - probe.lo
+    const frame: BinFrame = {
+      scale: fineScale(span, opts.fineBins ?? FINE_BINS),
+      shift: probe.mid ?? 0,
+      // deviations from the shift are summed in units of about the probe's span (a power of
+      // two, so exact): their squares stay far from overflow
+      unit: span > 0 && Number.isFinite(span) ? 1 / powerOfTwoAtMost(1 / span) : 1,
+    }
+    const [refBins, curBins] = await Promise.all([
+      fineBins(first, 0, reference, frame.scale),
+      fineBins(second, 1, current, frame.scale),
+    ])
+    const stage = binStage(refBins, curBins, frame, fractions)
+    const [refValues, curValues] = await Promise.all([
+      binValues(first, 0, stage.fetch.reference),
+      binValues(second, 1, stage.fetch.current),
+    ])
+    const done = finish(stage, refValues, curValues)
+    return driftSummaryOf(stage, done)
+  } finally {
+    await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
+  }
 }
 
 /**
- * Everything a drift check needs, computed in the database in one read of the samples and
- * without sorting them (on a million values, a sort costs more than the reading):
- *
- * 0. A probe of a few thousand values sets the fine-bin width (fineScale) and a shift that keeps
- *    the sums of squares precise. A window that the write log proves free of corrections at the
- *    cutoff (db/write-log.ts) is then read as a plain range scan instead of the point-in-time
- *    walk (index scan backwards + DISTINCT ON): the same rows, about a quarter less work.
- * 1. One statement reads both samples (the point-in-time values) once and gives every value its
- *    fine bin, k = floor(x * scale), monotone in x: the bins cut the sorted values into runs. A
- *    hash aggregate per bin and side (count, min, max, sums, and the bin's values as an array;
- *    parallel workers take one sample each) gives the sample statistics, and a window over the
- *    bins both empirical CDFs at every bin end, exactly. From them: KS at the bin ends, and the
- *    Wasserstein integral between bins and inside every bin where one CDF stays above the other
- *    (from the bins' counts and sums). What cannot be settled from the bins is a short list of
- *    candidate bins: bins whose counts allow a KS gap above the best so far, bins where the CDFs
- *    may cross, and the bins holding the reference ranks of the quantiles.
- * 2. The same statement unnests the values of the candidate bins only (a few thousand of a
- *    million) and, with window functions over them, finishes exactly: the largest gap and the
- *    integral inside those bins, the reference order statistics at the quantile ranks
- *    (percentile_cont's definition), the distinct quantile edges, and how many values of each
- *    sample lie below each edge (width_bucket's bins).
- *
- * The probe and the statement run in one REPEATABLE READ transaction, so they read the same
- * values. Only the statistics leave the database.
+ * Reads one sample into its table of fine bins and returns the bins, packed. PostgreSQL raises
+ * an overflow error rather than returning infinity: values beyond about 1e150 times the probe's
+ * span make the check fail with 22003 (the service answers 422).
  */
-export async function driftSummary (sql: Sql, reference: SampleSpec, current: SampleSpec, fractions: number[], opts: SummaryOptions = {}): Promise<DriftSummary> {
-  const { row, shift, unit } = await sql.begin('isolation level repeatable read', async (tx) => {
-    // work_mem: the per-bin hash aggregate keeps every value (~40 bytes each at peak) until the
-    // candidate bins are known; enable_sort: the row estimates of the point-in-time read are far
-    // too low (DISTINCT ON and the finiteness test), which makes sorting 1M rows by bin look cheap
-    // min_parallel_*_scan_size: no parallel scan of one window, so that each window is read and
-    // aggregated whole by one process (a parallel worker per window), as the point-in-time read
-    // always was: no partial states of the arrays cross processes, and the order of the sums
-    // does not depend on how rows were shared out (a parallel scan of a plain range read split
-    // them run by run, and cost more)
-    await tx`SELECT set_config('work_mem', '256MB', true), set_config('enable_sort', 'off', true),
-                    set_config('min_parallel_table_scan_size', '8GB', true), set_config('min_parallel_index_scan_size', '8GB', true)`
-    // the probe walks the primary key (the point-in-time read stops after a few thousand rows;
-    // a range scan would first collect the whole window)
-    const [probe] = await tx<{ lo: number | null, hi: number | null, mid: number | null }[]>`
-      SELECT min(x) AS lo, max(x) AS hi, avg(x) AS mid
-      FROM ((${sampleQuery(tx, reference)} LIMIT ${PROBE_VALUES}) UNION ALL (${sampleQuery(tx, current)} LIMIT ${PROBE_VALUES})) p`
-    // a window that provably holds no corrections at the cutoff is read without the dedupe
-    if (opts.exactRead !== true) {
-      if (reference.kind === 'window') reference = { ...reference, noCorrections: await windowHasNoCorrections(tx, reference) }
-      if (current.kind === 'window') current = { ...current, noCorrections: await windowHasNoCorrections(tx, current) }
-      // a plain range read of a window is a range scan of the primary key, not a scan of every
-      // feature's values (the planner prefers the latter once a window is a large part of the
-      // table, and reads it whole for each window)
-      if ((reference.kind === 'window' && reference.noCorrections === true) || (current.kind === 'window' && current.noCorrections === true)) {
-        await tx`SELECT set_config('enable_seqscan', 'off', true)`
-      }
-    }
-    const span = probe.lo === null || probe.hi === null ? 0 : probe.hi - probe.lo
-    const scale = fineScale(span, opts.fineBins ?? FINE_BINS)
-    const shift = probe.mid ?? 0
-    // deviations from the shift are summed in units of about the probe's span (a power of two,
-    // so exact): their squares stay far from overflow
-    const unit = span > 0 && Number.isFinite(span) ? 1 / powerOfTwoAtMost(1 / span) : 1
-    // each value with its bin k and its offset d in the bin (no OFFSET 0 to compute them once:
-    // it would make the plan serial). PostgreSQL raises an overflow error rather than returning
-    // infinity: values beyond about 1e150 times the probe's span make the check fail with 22003
-    // (the service answers 422)
-    const binned = (sample: SampleSpec): Fragment => tx`
-      SELECT x, floor(x * ${scale}::float8) AS k, x - floor(x * ${scale}::float8) / ${scale}::float8 AS d
-      FROM (${sampleQuery(tx, sample)}) p`
-    const [row] = await tx<SummaryRow[]>`
-      WITH hs AS (
-        -- one aggregate per sample: a parallel worker reads and aggregates a whole sample, and the
-        -- leader gets finished bins (no partial states of the arrays to combine)
-        (SELECT 0 AS side, b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
-         FROM (${binned(reference)}) b GROUP BY b.k)
-        UNION ALL
-        (SELECT 1 AS side, b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
-         FROM (${binned(current)}) b GROUP BY b.k)),
-      -- mean and sum of squared deviations of each sample in (x - shift) / unit, combined from the
-      -- bins' (Chan et al.): bin mean u (base - shift + sb / n, scaled) and m2 = sq - sb^2 / n
-      ht AS (
-        SELECT hs.side, hs.n, hs.lo, hs.hi, ((hs.k / ${scale}::float8 - ${shift}::float8) + hs.sb / hs.n) * ${1 / unit}::float8 AS u,
-               greatest((hs.sq - hs.sb * (hs.sb / hs.n)) * ${1 / unit}::float8 * ${1 / unit}::float8, 0) AS m2
-        FROM hs),
-      sides AS (SELECT side, sum(n) AS n, min(lo) AS mn, max(hi) AS mx, sum(n * u) / sum(n) AS mu FROM ht GROUP BY side),
-      side_stats AS (
-        SELECT sides.side, sides.n, sides.mn, sides.mx, sides.mu, sum(ht.m2 + ht.n * ((ht.u - sides.mu) * (ht.u - sides.mu))) AS m2
-        FROM sides JOIN ht ON ht.side = sides.side GROUP BY sides.side, sides.n, sides.mn, sides.mx, sides.mu),
-      g AS (
-        SELECT coalesce((SELECT n FROM side_stats WHERE side = 0), 0) AS nr0, coalesce((SELECT n FROM side_stats WHERE side = 1), 0) AS nc0,
-               (SELECT nullif(n, 0) FROM side_stats WHERE side = 0) AS nr, (SELECT nullif(n, 0) FROM side_stats WHERE side = 1) AS nc),
-      h AS (
-        SELECT k, coalesce(sum(n) FILTER (WHERE side = 0), 0) AS nr, coalesce(sum(n) FILTER (WHERE side = 1), 0) AS nc,
-               min(lo) AS lo, max(hi) AS hi, k / ${scale}::float8 AS base,
-               coalesce(sum(sb) FILTER (WHERE side = 0), 0) AS sr, coalesce(sum(sb) FILTER (WHERE side = 1), 0) AS sc
-        FROM hs GROUP BY k),
-      hc AS (
-        SELECT h.*, sum(h.nr) OVER w - h.nr AS cr, sum(h.nc) OVER w - h.nc AS cc, lead(h.lo) OVER w AS next_lo
-        FROM h WINDOW w AS (ORDER BY h.k ROWS UNBOUNDED PRECEDING)),
-      hd AS (
-        SELECT hc.*,
-               (hc.cr + hc.nr) / g.nr - (hc.cc + hc.nc) / g.nc AS d_end,
-               greatest((hc.cr + hc.nr) / g.nr - hc.cc / g.nc, (hc.cc + hc.nc) / g.nc - hc.cr / g.nr) AS d_bound,
-               ((hc.cr / g.nr >= (hc.cc + hc.nc) / g.nc) OR ((hc.cr + hc.nr) / g.nr <= hc.cc / g.nc))
-                 AND hc.k > '-Infinity' AND hc.k < 'Infinity' AS definite
-        FROM hc, g),
-      lb AS (SELECT max(abs(d_end)) AS l FROM hd),
-      -- the bins in order, and the reference values below each: cr never decreases, so the bin
-      -- holding reference rank r (cr <= r < cr + nr) is the last one with cr <= r, which
-      -- width_bucket finds by binary search
-      ka AS (SELECT array_agg(k ORDER BY k) AS ks, array_agg(cr ORDER BY k) AS crs FROM hd),
-      qk AS (
-        SELECT width_bucket(floor(q.f * (g.nr - 1)), ka.crs) AS i1, width_bucket(ceil(q.f * (g.nr - 1)), ka.crs) AS i2
-        FROM unnest(${fractions}::float8[]) AS q(f), g, ka WHERE g.nr > 0),
-      -- inside a bin holding a single value the CDFs step once, at that value: nothing to resolve
-      -- there for KS or Wasserstein
-      cand AS (
-        SELECT hd.k FROM hd, lb WHERE hd.lo < hd.hi AND (hd.d_bound > lb.l OR NOT hd.definite)
-        UNION
-        SELECT ka.ks[i] FROM qk, ka, generate_series(qk.i1, qk.i2) AS i),
-      c AS MATERIALIZED (SELECT hd.k, hd.cr, hd.cc, hd.nr, hd.nc, hd.lo, hd.hi, hd.definite FROM hd WHERE hd.k IN (SELECT k FROM cand)),
-      -- the second pass: the distinct values of the candidate bins and how many of each sample
-      -- hold each, from the bins' arrays (a bin holding a single value is that value, n times)
-      bv AS MATERIALIZED (
-        SELECT bx.k, bx.x, count(*) FILTER (WHERE bx.side = 0)::float8 AS vr, count(*) FILTER (WHERE bx.side = 1)::float8 AS vc
-        FROM (SELECT hs.side, u.x, hs.k FROM hs JOIN c ON c.k = hs.k AND c.lo < c.hi CROSS JOIN LATERAL unnest(hs.xs) AS u(x)) bx
-        GROUP BY bx.k, bx.x
-        UNION ALL
-        SELECT c.k, c.lo, c.nr, c.nc FROM c WHERE c.lo = c.hi),
-      -- per distinct value: the CDF gap just after it, the next value, and the reference ranks
-      -- [r_lo, r_lo + vr) its copies take
-      bc AS (
-        SELECT bv.k, bv.x, bv.vr, c.definite, lead(bv.x) OVER w AS next_x,
-               (c.cr + sum(bv.vr) OVER w) / g.nr - (c.cc + sum(bv.vc) OVER w) / g.nc AS d,
-               c.cr + sum(bv.vr) OVER w - bv.vr AS r_lo
-        FROM bv JOIN c ON c.k = bv.k CROSS JOIN g
-        WINDOW w AS (PARTITION BY bv.k ORDER BY bv.x ROWS UNBOUNDED PRECEDING)),
-      qp AS (SELECT q.f * (g.nr - 1) AS pos, floor(q.f * (g.nr - 1)) AS r1, ceil(q.f * (g.nr - 1)) AS r2 FROM unnest(${fractions}::float8[]) AS q(f), g WHERE g.nr > 0),
-      -- the values holding reference copies in rank order: r_lo increases strictly, so the value
-      -- holding rank r is the last one with r_lo <= r (width_bucket's binary search)
-      rk AS (SELECT array_agg(bc.r_lo ORDER BY bc.k, bc.x) AS rlo, array_agg(bc.x ORDER BY bc.k, bc.x) AS xs FROM bc WHERE bc.vr > 0),
-      qx AS (SELECT qp.pos, qp.r1, rk.xs[width_bucket(qp.r1, rk.rlo)] AS x1, rk.xs[width_bucket(qp.r2, rk.rlo)] AS x2 FROM qp, rk),
-      qv AS (SELECT qx.x1 + (qx.pos - qx.r1) * (qx.x2 - qx.x1) AS q FROM qx),
-      edges AS (SELECT array(SELECT DISTINCT q FROM qv ORDER BY q) AS e),
-      below AS (
-        SELECT z.e,
-               (SELECT c.cr FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1) + coalesce(sum(bv.vr) FILTER (WHERE bv.x < z.e), 0) AS br,
-               (SELECT c.cc FROM c WHERE c.k >= z.ke ORDER BY c.k LIMIT 1) + coalesce(sum(bv.vc) FILTER (WHERE bv.x < z.e), 0) AS bc
-        FROM (SELECT e, floor(e * ${scale}::float8) AS ke FROM unnest((SELECT e FROM edges)) AS e) z
-        LEFT JOIN bv ON bv.k = z.ke
-        GROUP BY z.e, z.ke)
-      SELECT g.nr0::int8 AS ref_n, (SELECT mn FROM side_stats WHERE side = 0) AS ref_min, (SELECT mx FROM side_stats WHERE side = 0) AS ref_max,
-             (SELECT mu FROM side_stats WHERE side = 0) AS ref_mu, (SELECT m2 FROM side_stats WHERE side = 0) AS ref_m2,
-             g.nc0::int8 AS cur_n, (SELECT mn FROM side_stats WHERE side = 1) AS cur_min, (SELECT mx FROM side_stats WHERE side = 1) AS cur_max,
-             (SELECT mu FROM side_stats WHERE side = 1) AS cur_mu, (SELECT m2 FROM side_stats WHERE side = 1) AS cur_m2,
-             (SELECT l FROM lb) AS ks_ends,
-             coalesce((SELECT sum(abs(d_end) * (next_lo - hi)) FROM hd WHERE next_lo IS NOT NULL), 0)
-               + coalesce((SELECT sum(abs((hd.cr * (hd.hi - hd.lo) + hd.nr * (hd.hi - hd.base) - hd.sr) / g.nr
-                                        - (hd.cc * (hd.hi - hd.lo) + hd.nc * (hd.hi - hd.base) - hd.sc) / g.nc))
-                           FROM hd WHERE hd.definite), 0) AS w_known,
-             (SELECT max(abs(d)) FROM bc) AS ks_inside,
-             coalesce((SELECT sum(abs(d) * (next_x - x)) FROM bc WHERE NOT definite AND next_x IS NOT NULL), 0) AS w_inside,
-             (SELECT e FROM edges) AS edges,
-             (SELECT array_agg(br::float8 ORDER BY e) FROM below) AS below_r,
-             (SELECT array_agg(bc::float8 ORDER BY e) FROM below) AS below_c
-      FROM g`
-    return { row, shift, unit }
-  }) as { row: SummaryRow, shift: number, unit: number }
+async function fineBins (conn: ReservedSql, side: 0 | 1, sample: SampleSpec, scale: number): Promise<FineBins> {
+  const table = conn(BIN_TABLES[side])
+  // a plain range read of a window is a range scan of the primary key, not a scan of every
+  // feature's values (the planner prefers the latter once a window is a large part of the table)
+  await conn`SELECT set_config('enable_seqscan', ${sample.kind === 'window' && sample.noCorrections === true ? 'off' : 'on'}, true)`
+  // each value with its bin k and its offset d in the bin, computed once a row
+  await conn`
+    CREATE TEMP TABLE ${table} ON COMMIT DROP AS
+    SELECT b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
+    FROM (
+      SELECT x, k, x - k / ${scale}::float8 AS d
+      FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, sample)}) p OFFSET 0) o
+    ) b
+    GROUP BY b.k`
+  const [row] = await conn<Array<{ packed: Buffer | null }>>`
+    SELECT string_agg(float8send(k) || float8send(n) || float8send(lo) || float8send(hi) || float8send(sb) || float8send(sq), ''::bytea ORDER BY k) AS packed
+    FROM ${table}`
+  return unpackBins(row.packed)
+}
 
-  // mean and sample stddev from the mean and sum of squared deviations of (x - shift) / unit; a
-  // sample of one repeated value has exactly that mean and a zero stddev (not a rounding residue)
-  const moments = (n: number, mu: number | null, m2: number | null, min: number | null, max: number | null): { mean: number | null, stddev: number | null } => {
-    if (n === 0 || mu === null || m2 === null) return { mean: null, stddev: null }
-    if (min !== null && min === max) return { mean: min, stddev: n > 1 ? 0 : null }
-    return { mean: shift + mu * unit, stddev: n > 1 ? Math.sqrt(Math.max(0, m2 / (n - 1))) * unit : null }
-  }
-  const edges = (row.edges ?? []).map(Number)
-  const counts = (below: number[] | null, total: number): number[] => {
-    const b = (below ?? []).map(Number)
-    return [...b, total].map((x, i) => x - (i === 0 ? 0 : b[i - 1]))
-  }
-  const both = row.ref_n > 0 && row.cur_n > 0
-  return {
-    reference: { count: row.ref_n, ...moments(row.ref_n, row.ref_mu, row.ref_m2, row.ref_min, row.ref_max), min: row.ref_min, max: row.ref_max },
-    current: { count: row.cur_n, ...moments(row.cur_n, row.cur_mu, row.cur_m2, row.cur_min, row.cur_max), min: row.cur_min, max: row.cur_max },
-    edges,
-    referenceCounts: counts(row.below_r, row.ref_n),
-    currentCounts: counts(row.below_c, row.cur_n),
-    ks: both ? Math.max(row.ks_ends ?? 0, row.ks_inside ?? 0) : null,
-    wasserstein: both ? (row.w_known ?? 0) + (row.w_inside ?? 0) : null,
-  }
+/** The values of some fine bins of one sample's table. */
+async function binValues (conn: ReservedSql, side: 0 | 1, ks: number[]): Promise<BinValues[]> {
+  if (ks.length === 0) return []
+  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[side])} WHERE k = ANY(${ks}::float8[])`]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,14 +57,16 @@ const reservedByJoins = new WeakMap<Sql, number>()
  * connection opens a REPEATABLE READ transaction and exports its snapshot
  * (pg_export_snapshot()); every other one opens its own REPEATABLE READ transaction and
  * imports that snapshot (SET TRANSACTION SNAPSHOT) before any query, so every session sees
- * exactly the same rows. Each session has its own temporary table of pairs.
+ * exactly the same rows. Each session has its own temporary table of pairs (unless
+ * `pairsTable: false`: drift checks make their own tables).
  *
  * The extra sessions are optional: they are opened only while the joins of this pool hold
  * fewer than its size minus two reserved connections, so that concurrent joins never wait
  * for one another's connections (each join needs one to progress) and ordinary queries keep
  * at least two. Fewer sessions than asked give the same answers, more slowly.
  */
-export async function openPointInTimeSessions (sql: Sql, count: number): Promise<ReservedSql[]> {
+export async function openPointInTimeSessions (sql: Sql, count: number, opts: { pairsTable?: boolean } = {}): Promise<ReservedSql[]> {
+  const setUp = async (conn: ReservedSql): Promise<void> => { if (opts.pairsTable !== false) await createPairsTable(conn) }
   const sessions: ReservedSql[] = []
   const held = (): number => reservedByJoins.get(sql) ?? 0
   const track = (n: number): void => { reservedByJoins.set(sql, held() + n) }
@@ -73,7 +75,7 @@ export async function openPointInTimeSessions (sql: Sql, count: number): Promise
     const first = await reserve(sql, track)
     sessions.push(first)
     await first`BEGIN ISOLATION LEVEL REPEATABLE READ`
-    await createPairsTable(first)
+    await setUp(first)
     const poolMax = (sql.options as { max?: number }).max ?? 10
     const extra = Math.min(count - 1, Math.max(0, poolMax - 2 - held()))
     if (extra > 0) {
@@ -91,7 +93,7 @@ export async function openPointInTimeSessions (sql: Sql, count: number): Promise
         await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
         // SET takes no parameters; the id comes from the server and was checked above
         await conn.unsafe(`SET TRANSACTION SNAPSHOT '${id}'`)
-        await createPairsTable(conn)
+        await setUp(conn)
       }
     }
   } catch (err) {

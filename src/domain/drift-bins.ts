@@ -1,0 +1,322 @@
+import type { DriftSummary } from './drift-stats.js'
+
+/**
+ * The second half of a drift check: exact statistics from the fine bins that the database made
+ * of each sample (db/drift.ts), plus the values of the few bins that the bins alone cannot settle.
+ *
+ * A fine bin is k = floor(x * scale) (scale a power of two, so monotone in x): the bins cut the
+ * sorted values into runs. The database gives, per sample and bin, the count, min, max and the
+ * sum and sum of squares of the offsets d = x - k / scale. From them, exactly:
+ * - each sample's count, min, max, mean and sum of squared deviations (Chan et al.'s combination
+ *   of the bins' moments, in units of (x - shift) / unit so that the squares stay precise);
+ * - both empirical CDFs at every bin end, so KS at the bin ends, and the Wasserstein integral
+ *   between bins and inside every bin where one CDF stays above the other (from the counts and
+ *   the sums of the offsets).
+ * What they cannot settle is a short list of candidate bins (`candidates`): bins whose counts
+ * allow a KS gap above the best found so far, bins where the CDFs may cross, and the bins
+ * holding the reference ranks of the quantiles. `finish` resolves those from their values.
+ */
+
+/** The fine bins of one sample, ascending by k. */
+export interface FineBins {
+  k: Float64Array
+  n: Float64Array
+  lo: Float64Array
+  hi: Float64Array
+  /** sum of the offsets x - k / scale */
+  sb: Float64Array
+  /** sum of the squared offsets */
+  sq: Float64Array
+}
+
+/** Bytes per bin in the packed form: k, n, lo, hi, sb, sq as big-endian float8 (float8send). */
+export const PACKED_BIN_BYTES = 48
+
+/** Unpacks the fine bins the database sends as one bytea (null: no values). */
+export function unpackBins (packed: Buffer | null): FineBins {
+  const m = packed === null ? 0 : packed.length / PACKED_BIN_BYTES
+  if (!Number.isInteger(m)) throw new Error(`packed fine bins of ${packed!.length} bytes`)
+  const bins: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), sq: new Float64Array(m) }
+  for (let i = 0, o = 0; i < m; i++, o += PACKED_BIN_BYTES) {
+    bins.k[i] = packed!.readDoubleBE(o)
+    bins.n[i] = packed!.readDoubleBE(o + 8)
+    bins.lo[i] = packed!.readDoubleBE(o + 16)
+    bins.hi[i] = packed!.readDoubleBE(o + 24)
+    bins.sb[i] = packed!.readDoubleBE(o + 32)
+    bins.sq[i] = packed!.readDoubleBE(o + 40)
+  }
+  for (let i = 1; i < m; i++) if (!(bins.k[i - 1] < bins.k[i])) throw new Error('fine bins out of order')
+  return bins
+}
+
+/** The fine-bin frame: k = floor(x * scale); moments in (x - shift) / unit. */
+export interface BinFrame { scale: number, shift: number, unit: number }
+
+export interface SideMoments { n: number, min: number | null, max: number | null, mu: number | null, m2: number | null }
+
+/** A bin of both samples together, with both CDFs just before it. */
+interface MergedBin {
+  k: number
+  nr: number
+  nc: number
+  lo: number
+  hi: number
+  sr: number
+  sc: number
+  /** reference and current values in earlier bins */
+  cr: number
+  cc: number
+  /** the CDFs cannot cross inside the bin */
+  definite: boolean
+  dBound: number
+}
+
+/** What the bins settle, and what is left for `finish`. */
+export interface BinStage {
+  frame: BinFrame
+  fractions: number[]
+  reference: SideMoments
+  current: SideMoments
+  /** max |F_ref - F_cur| at the bin ends (null unless both samples have values) */
+  ksEnds: number | null
+  /** the Wasserstein integral between bins and inside the bins where the CDFs cannot cross */
+  wKnown: number
+  /** the candidate bins, ascending by k */
+  candidates: MergedBin[]
+  /** per sample, the k of its candidate bins that hold more than one distinct value */
+  fetch: { reference: number[], current: number[] }
+}
+
+function moments (b: FineBins, f: BinFrame): SideMoments {
+  const m = b.k.length
+  if (m === 0) return { n: 0, min: null, max: null, mu: null, m2: null }
+  const inv = 1 / f.unit
+  const u = new Float64Array(m)
+  const m2 = new Float64Array(m)
+  let n = 0
+  let sum = 0
+  let min = Infinity
+  let max = -Infinity
+  for (let i = 0; i < m; i++) {
+    const ni = b.n[i]
+    u[i] = ((b.k[i] / f.scale - f.shift) + b.sb[i] / ni) * inv
+    m2[i] = Math.max((b.sq[i] - b.sb[i] * (b.sb[i] / ni)) * inv * inv, 0)
+    n += ni
+    sum += ni * u[i]
+    if (b.lo[i] < min) min = b.lo[i]
+    if (b.hi[i] > max) max = b.hi[i]
+  }
+  const mu = sum / n
+  let total = 0
+  for (let i = 0; i < m; i++) total += m2[i] + b.n[i] * ((u[i] - mu) * (u[i] - mu))
+  return { n, min, max, mu, m2: total }
+}
+
+/** The number of entries of the ascending `thresholds` that are <= x (PostgreSQL's width_bucket). */
+function countAtMost (thresholds: ArrayLike<number>, x: number): number {
+  let lo = 0
+  let hi = thresholds.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (thresholds[mid] <= x) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/** Everything the fine bins of both samples settle, and the candidate bins to resolve. */
+export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractions: number[]): BinStage {
+  const reference = moments(ref, frame)
+  const current = moments(cur, frame)
+  const NR = reference.n
+  const NC = current.n
+  const both = NR > 0 && NC > 0
+  // both samples' bins merged by k
+  const merged: MergedBin[] = []
+  let i = 0
+  let j = 0
+  let cr = 0
+  let cc = 0
+  while (i < ref.k.length || j < cur.k.length) {
+    const kr = i < ref.k.length ? ref.k[i] : Infinity
+    const kc = j < cur.k.length ? cur.k[j] : Infinity
+    const takeR = i < ref.k.length && (j >= cur.k.length || kr <= kc)
+    const takeC = j < cur.k.length && (i >= ref.k.length || kc <= kr)
+    const k = takeR ? kr : kc
+    const nr = takeR ? ref.n[i] : 0
+    const nc = takeC ? cur.n[j] : 0
+    const lo = Math.min(takeR ? ref.lo[i] : Infinity, takeC ? cur.lo[j] : Infinity)
+    const hi = Math.max(takeR ? ref.hi[i] : -Infinity, takeC ? cur.hi[j] : -Infinity)
+    const b: MergedBin = { k, nr, nc, lo, hi, sr: takeR ? ref.sb[i] : 0, sc: takeC ? cur.sb[j] : 0, cr, cc, definite: false, dBound: 0 }
+    if (both) {
+      b.dBound = Math.max((cr + nr) / NR - cc / NC, (cc + nc) / NC - cr / NR)
+      b.definite = (cr / NR >= (cc + nc) / NC || (cr + nr) / NR <= cc / NC) && Number.isFinite(k)
+    }
+    merged.push(b)
+    cr += nr
+    cc += nc
+    if (takeR) i++
+    if (takeC) j++
+  }
+  // KS at the bin ends; the Wasserstein integral between bins and inside the definite ones
+  let ksEnds: number | null = null
+  let wKnown = 0
+  if (both) {
+    let l = 0
+    for (let x = 0; x < merged.length; x++) {
+      const b = merged[x]
+      const dEnd = (b.cr + b.nr) / NR - (b.cc + b.nc) / NC
+      if (Math.abs(dEnd) > l) l = Math.abs(dEnd)
+      if (x + 1 < merged.length) wKnown += Math.abs(dEnd) * (merged[x + 1].lo - b.hi)
+    }
+    for (const b of merged) {
+      if (!b.definite) continue
+      const base = b.k / frame.scale
+      wKnown += Math.abs((b.cr * (b.hi - b.lo) + b.nr * (b.hi - base) - b.sr) / NR - (b.cc * (b.hi - b.lo) + b.nc * (b.hi - base) - b.sc) / NC)
+    }
+    ksEnds = l
+  }
+  // candidates: a KS gap inside could beat the ends, or the CDFs may cross; and the bins of the
+  // reference ranks that the quantiles need (the last bin with cr <= rank, for each rank)
+  const isCandidate = new Uint8Array(merged.length)
+  if (both) {
+    for (let x = 0; x < merged.length; x++) {
+      const b = merged[x]
+      if (b.lo < b.hi && (b.dBound > ksEnds! || !b.definite)) isCandidate[x] = 1
+    }
+  }
+  if (NR > 0) {
+    const crs = Float64Array.from(merged, (b) => b.cr)
+    for (const fr of fractions) {
+      const i1 = countAtMost(crs, Math.floor(fr * (NR - 1)))
+      const i2 = countAtMost(crs, Math.ceil(fr * (NR - 1)))
+      for (let x = i1; x <= i2; x++) isCandidate[x - 1] = 1
+    }
+  }
+  const candidates = merged.filter((_, x) => isCandidate[x] === 1)
+  const fetch = { reference: [] as number[], current: [] as number[] }
+  for (const b of candidates) {
+    if (b.lo === b.hi) continue
+    if (b.nr > 0) fetch.reference.push(b.k)
+    if (b.nc > 0) fetch.current.push(b.k)
+  }
+  return { frame, fractions, reference, current, ksEnds, wKnown, candidates, fetch }
+}
+
+/** The values of a candidate bin of one sample, as the database sends them. */
+export interface BinValues { k: number, xs: number[] }
+
+export interface BinResult {
+  /** max |F_ref - F_cur| inside the candidate bins */
+  ksInside: number | null
+  /** the Wasserstein integral inside the candidate bins where the CDFs may cross */
+  wInside: number
+  /** the distinct reference quantiles, ascending */
+  edges: number[]
+  /** reference and current values below each edge */
+  belowR: number[]
+  belowC: number[]
+}
+
+/** Resolves the candidate bins from their values: the exact KS, Wasserstein and quantile edges. */
+export function finish (stage: BinStage, refValues: BinValues[], curValues: BinValues[]): BinResult {
+  const NR = stage.reference.n
+  const NC = stage.current.n
+  const both = NR > 0 && NC > 0
+  const byK = (vs: BinValues[]): Map<number, number[]> => new Map(vs.map((v) => [v.k, v.xs.map(Number)]))
+  const refXs = byK(refValues)
+  const curXs = byK(curValues)
+  // per candidate bin, its distinct values ascending with how many of each sample hold each
+  interface Distinct { x: number, vr: number, vc: number }
+  const perBin: Distinct[][] = stage.candidates.map((b) => {
+    if (b.lo === b.hi) return [{ x: b.lo, vr: b.nr, vc: b.nc }]
+    const counts = new Map<number, Distinct>()
+    for (const [xs, side] of [[refXs.get(b.k), 0], [curXs.get(b.k), 1]] as const) {
+      if (xs === undefined) continue
+      for (const x of xs) {
+        let d = counts.get(x)
+        if (d === undefined) { d = { x, vr: 0, vc: 0 }; counts.set(x, d) }
+        if (side === 0) d.vr++
+        else d.vc++
+      }
+    }
+    const got = [...counts.values()].sort((a, c) => a.x - c.x)
+    let vr = 0
+    let vc = 0
+    for (const d of got) { vr += d.vr; vc += d.vc }
+    if (vr !== b.nr || vc !== b.nc) throw new Error(`fine bin ${b.k}: ${vr}/${vc} values read, ${b.nr}/${b.nc} counted`)
+    return got
+  })
+  let ksInside: number | null = null
+  let wInside = 0
+  // reference copies in rank order: the value holding rank r is the last one with rLo <= r
+  const rLo: number[] = []
+  const rX: number[] = []
+  stage.candidates.forEach((b, x) => {
+    let sr = 0
+    let sc = 0
+    const values = perBin[x]
+    for (let y = 0; y < values.length; y++) {
+      const v = values[y]
+      if (v.vr > 0) { rLo.push(b.cr + sr); rX.push(v.x) }
+      sr += v.vr
+      sc += v.vc
+      if (!both) continue
+      const d = (b.cr + sr) / NR - (b.cc + sc) / NC
+      if (ksInside === null || Math.abs(d) > ksInside) ksInside = Math.abs(d)
+      if (!b.definite && y + 1 < values.length) wInside += Math.abs(d) * (values[y + 1].x - v.x)
+    }
+  })
+  const edges: number[] = []
+  if (NR > 0) {
+    const qs = stage.fractions.map((f) => {
+      const pos = f * (NR - 1)
+      const r1 = Math.floor(pos)
+      const x1 = rX[countAtMost(rLo, r1) - 1]
+      const x2 = rX[countAtMost(rLo, Math.ceil(pos)) - 1]
+      return x1 + (pos - r1) * (x2 - x1)
+    })
+    edges.push(...[...new Set(qs)].sort((a, c) => a - c))
+  }
+  // below each edge e, in fine bin ke = floor(e * scale): the values of earlier bins (the cr of
+  // the first candidate bin at or after ke), plus those of bin ke that lie below e
+  const belowR: number[] = []
+  const belowC: number[] = []
+  for (const e of edges) {
+    const ke = Math.floor(e * stage.frame.scale)
+    const x = stage.candidates.findIndex((b) => b.k >= ke)
+    if (x < 0) throw new Error(`no candidate bin at or after the edge ${e}`)
+    let br = stage.candidates[x].cr
+    let bc = stage.candidates[x].cc
+    if (stage.candidates[x].k === ke) {
+      for (const v of perBin[x]) {
+        if (v.x < e) { br += v.vr; bc += v.vc }
+      }
+    }
+    belowR.push(br)
+    belowC.push(bc)
+  }
+  return { ksInside: both ? ksInside : null, wInside, edges, belowR, belowC }
+}
+
+/** The summary from both stages; a sample of one repeated value has exactly that mean and a zero stddev. */
+export function driftSummaryOf (stage: BinStage, done: BinResult): DriftSummary {
+  const { shift, unit } = stage.frame
+  const side = (m: SideMoments): DriftSummary['reference'] => {
+    const base = { count: m.n, min: m.min, max: m.max }
+    if (m.n === 0 || m.mu === null || m.m2 === null) return { ...base, mean: null, stddev: null }
+    if (m.min !== null && m.min === m.max) return { ...base, mean: m.min, stddev: m.n > 1 ? 0 : null }
+    return { ...base, mean: shift + m.mu * unit, stddev: m.n > 1 ? Math.sqrt(Math.max(0, m.m2 / (m.n - 1))) * unit : null }
+  }
+  const counts = (below: number[], total: number): number[] => [...below, total].map((x, i) => x - (i === 0 ? 0 : below[i - 1]))
+  const both = stage.reference.n > 0 && stage.current.n > 0
+  return {
+    reference: side(stage.reference),
+    current: side(stage.current),
+    edges: done.edges,
+    referenceCounts: counts(done.belowR, stage.reference.n),
+    currentCounts: counts(done.belowC, stage.current.n),
+    ks: both ? Math.max(stage.ksEnds ?? 0, done.ksInside ?? 0) : null,
+    wasserstein: both ? stage.wKnown + done.wInside : null,
+  }
+}

@@ -1,0 +1,88 @@
+import t, { type Test } from 'tap'
+import fc from 'fast-check'
+import { PACKED_BIN_BYTES, binStage, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../../src/domain/drift-bins.js'
+import { quantileFractions, summarise, type DriftSummary } from '../../src/domain/drift-stats.js'
+
+/**
+ * The bin stage on its own, against the in-memory reference (summarise sorts the samples): the
+ * fine bins are made here the way the database makes them (k = floor(x * scale), count, min,
+ * max, sums of the offsets, the values), so any scale, however coarse or fine, must give the
+ * reference's answer.
+ */
+function fineBinsOf (xs: number[], frame: BinFrame): { bins: FineBins, values: Map<number, number[]> } {
+  const byK = new Map<number, number[]>()
+  for (const x of xs) {
+    const k = Math.floor(x * frame.scale)
+    let v = byK.get(k)
+    if (v === undefined) byK.set(k, v = [])
+    v.push(x)
+  }
+  const ks = [...byK.keys()].sort((a, b) => a - b)
+  const bins: FineBins = { k: Float64Array.from(ks), n: new Float64Array(ks.length), lo: new Float64Array(ks.length), hi: new Float64Array(ks.length), sb: new Float64Array(ks.length), sq: new Float64Array(ks.length) }
+  ks.forEach((k, i) => {
+    const v = byK.get(k)!
+    bins.n[i] = v.length
+    bins.lo[i] = Math.min(...v)
+    bins.hi[i] = Math.max(...v)
+    for (const x of v) { const d = x - k / frame.scale; bins.sb[i] += d; bins.sq[i] += d * d }
+  })
+  return { bins, values: byK }
+}
+
+function viaBins (ref: number[], cur: number[], scale: number): DriftSummary {
+  const all = [...ref, ...cur]
+  const lo = Math.min(...all)
+  const hi = Math.max(...all)
+  const span = hi - lo
+  const frame: BinFrame = { scale, shift: (lo + hi) / 2, unit: span > 0 ? 2 ** Math.floor(Math.log2(span)) : 1 }
+  const r = fineBinsOf(ref, frame)
+  const c = fineBinsOf(cur, frame)
+  const stage = binStage(r.bins, c.bins, frame, quantileFractions())
+  const take = (ks: number[], m: Map<number, number[]>): BinValues[] => ks.map((k) => ({ k, xs: m.get(k)! }))
+  return driftSummaryOf(stage, finish(stage, take(stage.fetch.reference, r.values), take(stage.fetch.current, c.values)))
+}
+
+function same (t: Test, got: DriftSummary, want: DriftSummary, label: string): void {
+  t.same({ edges: got.edges, referenceCounts: got.referenceCounts, currentCounts: got.currentCounts, ks: got.ks, n: [got.reference.count, got.current.count], min: [got.reference.min, got.current.min], max: [got.reference.max, got.current.max] },
+    { edges: want.edges, referenceCounts: want.referenceCounts, currentCounts: want.currentCounts, ks: want.ks, n: [want.reference.count, want.current.count], min: [want.reference.min, want.current.min], max: [want.reference.max, want.current.max] }, label)
+  const close = (a: number | null, b: number | null, what: string): void => {
+    if (a === null || b === null) { t.equal(a, b, `${label}: ${what}`); return }
+    t.ok(Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)), `${label}: ${what} ${a} vs ${b}`)
+  }
+  close(got.wasserstein, want.wasserstein, 'wasserstein')
+  close(got.reference.mean, want.reference.mean, 'reference mean')
+  close(got.current.mean, want.current.mean, 'current mean')
+  close(got.reference.stddev, want.reference.stddev, 'reference stddev')
+  close(got.current.stddev, want.current.stddev, 'current stddev')
+}
+
+t.test('fine bins of any width give the in-memory answer exactly', async (t) => {
+  const sample = fc.array(fc.oneof(fc.integer({ min: -20, max: 20 }), fc.double({ min: -50, max: 50, noNaN: true, noDefaultInfinity: true })), { minLength: 0, maxLength: 60 })
+  const scale = fc.constantFrom(1 / 64, 1 / 4, 1, 4, 256, 65536)
+  fc.assert(fc.property(sample, sample, scale, (ref, cur, s) => {
+    same(t, viaBins(ref, cur, s), summarise(ref, cur), JSON.stringify({ ref, cur, s }))
+    return true
+  }), { numRuns: 300 })
+})
+
+t.test('edge cases: empty samples, constants, one value, ties on bin ends', async (t) => {
+  const cases: Array<[number[], number[]]> = [
+    [[], []], [[1, 2, 3], []], [[], [1, 2, 3]], [[5], [5]], [[5, 5, 5], [5, 5]], [[0, 0.25, 0.5, 0.75, 1], [0.25, 0.25, 1, 1]],
+    [[-1e12, 0, 1e12], [1, 2, 3]],
+  ]
+  for (const [ref, cur] of cases) for (const s of [1, 4, 1024]) same(t, viaBins(ref, cur, s), summarise(ref, cur), JSON.stringify({ ref, cur, s }))
+})
+
+t.test('packed bins: 48 big-endian float8 a bin, ascending k', async (t) => {
+  const buf = Buffer.alloc(2 * PACKED_BIN_BYTES)
+  ;[1, 3, 0.5, 0.9, 0.1, 0.02, 2, 1, 0.6, 0.6, 0.1, 0.01].forEach((x, i) => buf.writeDoubleBE(x, i * 8))
+  const b = unpackBins(buf)
+  t.same([...b.k], [1, 2])
+  t.same([...b.n], [3, 1])
+  t.same([...b.sq], [0.02, 0.01])
+  t.same(unpackBins(null).k.length, 0)
+  t.throws(() => unpackBins(Buffer.alloc(50)))
+  const unordered = Buffer.from(buf)
+  unordered.writeDoubleBE(5, 0)
+  t.throws(() => unpackBins(unordered), /out of order/)
+})
