@@ -185,9 +185,11 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
  */
 async function fineBins (conn: ReservedSql, side: 0 | 1, sample: SampleSpec, scale: number): Promise<FineBins> {
   const table = conn(BIN_TABLES[side])
-  // a plain range read of a window is a range scan of the primary key, not a scan of every
-  // feature's values (the planner prefers the latter once a window is a large part of the table)
-  await conn`SELECT set_config('enable_seqscan', ${sample.kind === 'window' && sample.noCorrections === true ? 'off' : 'on'}, true)`
+  // a plain range read of a window is a bitmap scan of the primary key's range: not a scan of
+  // every feature's values (which the planner prefers once a window is a large part of the
+  // table), and about 10 % cheaper than an index scan here, as it visits each page once in order
+  const plain = sample.kind === 'window' && sample.noCorrections === true
+  await conn`SELECT set_config('enable_seqscan', ${plain ? 'off' : 'on'}, true), set_config('enable_indexscan', ${plain ? 'off' : 'on'}, true)`
   // each value with its bin k and its offset d in the bin, computed once a row
   await conn`
     CREATE TEMP TABLE ${table} ON COMMIT DROP AS
