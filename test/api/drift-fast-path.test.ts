@@ -187,3 +187,20 @@ t.test('checks while writes and corrections run concurrently: fast = exact at ev
   t.ok(fastCur > 0, `the current window (appends only) took the fast read in ${fastCur} of 12 rounds`)
   t.comment(`reference window proven in ${fastRef} of 12 rounds (corrections arrive there)`)
 })
+
+t.test('checks at once on a small pool: each reads with one or two sessions, the same answers, no connection kept', async (t) => {
+  // 3 connections: a check takes a second session only while the pool keeps two for others
+  const { sql } = await buildTestApp(t, { config: { DB_POOL_MAX: 3 } })
+  const f = await insertDefinition(sql, { name: 'crowded' })
+  await appendValues(sql, [...series(f, 'A', REF, 100), ...series(f, 'B', CUR, 104)])
+  const k = await soundCutoff(sql)
+  const alone = await driftSummary(sql, window(f, REF, k), window(f, CUR, k), quantileFractions())
+  const together = await Promise.all(Array.from({ length: 6 }, async (_, i) =>
+    driftSummary(sql, window(f, REF, k), window(f, CUR, k), quantileFractions(), { exactRead: i % 2 === 1 })))
+  together.forEach((s, i) => same(t, s, alone, `check ${i} of 6 at once`))
+  const [{ n }] = await sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`
+  t.equal(n, 0, 'no session left in a transaction')
+  const [{ tables }] = await sql<{ tables: number }[]>`SELECT count(*)::int AS tables FROM pg_class WHERE relname LIKE 'drift_bins_%' AND relpersistence = 't'`
+  t.equal(tables, 0, 'the temporary tables are gone')
+})
