@@ -3,7 +3,7 @@ import type { Sql, TxSql } from './connection.js'
 import type { DriftMethod, DriftSummary } from '../src/domain/drift-stats.js'
 import { windowHasNoCorrections } from './write-log.js'
 import { closePointInTimeSession, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
-import { binStage, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
+import { binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
 
 type Queryable = Sql | TxSql
 type Fragment = postgres.PendingQuery<postgres.Row[]>
@@ -105,8 +105,22 @@ export interface SummaryOptions {
   exactRead?: boolean
 }
 
-/** The temporary table of each sample's fine bins (names fixed here, never from input). */
-const BIN_TABLES = ['drift_bins_reference', 'drift_bins_current'] as const
+/** The temporary tables of the parts' fine bins (names fixed here, never from input). */
+const BIN_TABLES = ['drift_bins_0', 'drift_bins_1', 'drift_bins_2', 'drift_bins_3'] as const
+
+/** One part of a sample, read into its own table on one session. */
+interface Part { side: 0 | 1, spec: SampleSpec, table: number, session: ReservedSql }
+
+/**
+ * A window in two halves of its event-time range (each read on its own session), so that the
+ * sessions share the work however unequal the windows are (a monitor's reference is often 30
+ * times its current window). A pipeline run's dataset is one part.
+ */
+function halves (s: SampleSpec): SampleSpec[] {
+  if (s.kind !== 'window' || s.toMs - s.fromMs < 2) return [s]
+  const mid = s.fromMs + Math.floor((s.toMs - s.fromMs) / 2)
+  return [{ ...s, toMs: mid }, { ...s, fromMs: mid }]
+}
 
 /**
  * Everything a drift check needs, from one read of each sample in the database, without
@@ -118,14 +132,16 @@ const BIN_TABLES = ['drift_bins_reference', 'drift_bins_current'] as const
  *    sums of squares precise. A window that the write log proves free of corrections at the
  *    cutoff (db/write-log.ts) is read as a plain range scan instead of the point-in-time walk
  *    (index scan backwards + DISTINCT ON): the same rows, about a quarter less work.
- * 1. Each session reads one sample (the point-in-time values) once, both at the same time, and
- *    groups it by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin (count,
- *    min, max, sums of the offsets in the bin, and the bin's values as an array) into a
- *    temporary table. Only the bins' numbers leave the database, packed (48 bytes a bin).
+ * 1. Each sample (the point-in-time values) is read once, in two halves of its time range: each
+ *    session reads the first or the second half of both samples, at the same time as the other,
+ *    and groups them by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
+ *    (count, min, max, sums of the offsets in the bin, and the bin's values as an array) into a
+ *    temporary table per part. Only the bins' numbers leave the database, packed (48 bytes a
+ *    bin); the halves' bins add up.
  * 2. From the bins, src/domain/drift-bins.ts settles the sample statistics, KS at the bin ends
  *    and most of the Wasserstein integral, exactly, and names the few candidate bins the bins
  *    cannot settle (a few thousand values of a million).
- * 3. Each session sends the values of its candidate bins; drift-bins.ts finishes exactly: the
+ * 3. Each part sends the values of its candidate bins; drift-bins.ts finishes exactly: the
  *    largest CDF gap and the integral inside them, the reference order statistics at the
  *    quantile ranks (percentile_cont's definition), the distinct quantile edges, and how many
  *    values of each sample lie below each edge (width_bucket's bins).
@@ -162,15 +178,20 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
       // two, so exact): their squares stay far from overflow
       unit: span > 0 && Number.isFinite(span) ? 1 / powerOfTwoAtMost(1 / span) : 1,
     }
-    const [refBins, curBins] = await Promise.all([
-      fineBins(first, 0, reference, frame.scale),
-      fineBins(second, 1, current, frame.scale),
-    ])
-    const stage = binStage(refBins, curBins, frame, fractions)
-    const [refValues, curValues] = await Promise.all([
-      binValues(first, 0, stage.fetch.reference),
-      binValues(second, 1, stage.fetch.current),
-    ])
+    // the first half of each sample on one session, the second on the other (or all on one)
+    const parts: Part[] = []
+    for (const [side, spec] of [[0, reference], [1, current]] as const) {
+      halves(spec).forEach((half, h) => parts.push({ side, spec: half, table: parts.length, session: h === 0 ? first : second }))
+    }
+    const binsOf = new Map<Part, FineBins>()
+    await Promise.all([...new Set(parts.map((p) => p.session))].map(async (session) => {
+      for (const p of parts) if (p.session === session) binsOf.set(p, await fineBins(session, p.table, p.spec, frame.scale))
+    }))
+    const sideBins = (side: 0 | 1): FineBins => parts.filter((p) => p.side === side).map((p) => binsOf.get(p)!).reduce(combineBins)
+    const stage = binStage(sideBins(0), sideBins(1), frame, fractions)
+    const fetched = await Promise.all(parts.map(async (p) => binValues(p.session, p.table, p.side === 0 ? stage.fetch.reference : stage.fetch.current)))
+    const sideValues = (side: 0 | 1): BinValues[] => combineValues(parts.flatMap((p, i) => (p.side === side ? [fetched[i]] : [])))
+    const [refValues, curValues] = [sideValues(0), sideValues(1)]
     const done = finish(stage, refValues, curValues)
     return driftSummaryOf(stage, done)
   } finally {
@@ -183,8 +204,8 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
  * an overflow error rather than returning infinity: values beyond about 1e150 times the probe's
  * span make the check fail with 22003 (the service answers 422).
  */
-async function fineBins (conn: ReservedSql, side: 0 | 1, sample: SampleSpec, scale: number): Promise<FineBins> {
-  const table = conn(BIN_TABLES[side])
+async function fineBins (conn: ReservedSql, tableIndex: number, sample: SampleSpec, scale: number): Promise<FineBins> {
+  const table = conn(BIN_TABLES[tableIndex])
   // a plain range read of a window is a bitmap scan of the primary key's range: not a scan of
   // every feature's values (which the planner prefers once a window is a large part of the
   // table), and about 10 % cheaper than an index scan here, as it visits each page once in order
@@ -205,10 +226,10 @@ async function fineBins (conn: ReservedSql, side: 0 | 1, sample: SampleSpec, sca
   return unpackBins(row.packed)
 }
 
-/** The values of some fine bins of one sample's table. */
-async function binValues (conn: ReservedSql, side: 0 | 1, ks: number[]): Promise<BinValues[]> {
+/** The values of some fine bins of one part's table. */
+async function binValues (conn: ReservedSql, tableIndex: number, ks: number[]): Promise<BinValues[]> {
   if (ks.length === 0) return []
-  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[side])} WHERE k = ANY(${ks}::float8[])`]
+  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[tableIndex])} WHERE k = ANY(${ks}::float8[])`]
 }
 
 // ---------------------------------------------------------------------------------------------

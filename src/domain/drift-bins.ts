@@ -49,6 +49,46 @@ export function unpackBins (packed: Buffer | null): FineBins {
   return bins
 }
 
+/** The fine bins of two parts of one sample (the same scale), as one: counts and sums add up. */
+export function combineBins (a: FineBins, b: FineBins): FineBins {
+  if (b.k.length === 0) return a
+  if (a.k.length === 0) return b
+  const ks: number[] = []
+  for (let i = 0, j = 0; i < a.k.length || j < b.k.length;) {
+    if (j >= b.k.length || (i < a.k.length && a.k[i] < b.k[j])) ks.push(a.k[i++])
+    else if (i >= a.k.length || b.k[j] < a.k[i]) ks.push(b.k[j++])
+    else { ks.push(a.k[i++]); j++ }
+  }
+  const m = ks.length
+  const out: FineBins = { k: Float64Array.from(ks), n: new Float64Array(m), lo: new Float64Array(m).fill(Infinity), hi: new Float64Array(m).fill(-Infinity), sb: new Float64Array(m), sq: new Float64Array(m) }
+  for (const part of [a, b]) {
+    for (let i = 0, x = 0; i < part.k.length; i++) {
+      while (out.k[x] < part.k[i]) x++
+      out.n[x] += part.n[i]
+      out.sb[x] += part.sb[i]
+      out.sq[x] += part.sq[i]
+      if (part.lo[i] < out.lo[x]) out.lo[x] = part.lo[i]
+      if (part.hi[i] > out.hi[x]) out.hi[x] = part.hi[i]
+    }
+  }
+  return out
+}
+
+/** The candidate-bin values of several parts of one sample, as one list (a bin's values joined). */
+export function combineValues (parts: BinValues[][]): BinValues[] {
+  if (parts.length === 1) return parts[0]
+  const byK = new Map<number, number[]>()
+  for (const part of parts) {
+    for (const v of part) {
+      const k = Number(v.k)
+      const xs = byK.get(k)
+      if (xs === undefined) byK.set(k, v.xs.map(Number))
+      else for (const x of v.xs) xs.push(Number(x))
+    }
+  }
+  return [...byK].map(([k, xs]) => ({ k, xs }))
+}
+
 /** The fine-bin frame: k = floor(x * scale); moments in (x - shift) / unit. */
 export interface BinFrame { scale: number, shift: number, unit: number }
 

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
-import { PACKED_BIN_BYTES, binStage, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../../src/domain/drift-bins.js'
+import { PACKED_BIN_BYTES, binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../../src/domain/drift-bins.js'
 import { quantileFractions, summarise, type DriftSummary } from '../../src/domain/drift-stats.js'
 
 /**
@@ -85,4 +85,18 @@ t.test('packed bins: 48 big-endian float8 a bin, ascending k', async (t) => {
   const unordered = Buffer.from(buf)
   unordered.writeDoubleBE(5, 0)
   t.throws(() => unpackBins(unordered), /out of order/)
+})
+
+t.test('the bins and values of two parts of a sample combine into those of the whole', async (t) => {
+  const frame: BinFrame = { scale: 4, shift: 0, unit: 1 }
+  fc.assert(fc.property(fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { maxLength: 40 }), fc.nat(), (xs, cut) => {
+    const at = xs.length === 0 ? 0 : cut % (xs.length + 1)
+    const [a, b, whole] = [xs.slice(0, at), xs.slice(at), xs].map((part) => fineBinsOf(part, frame))
+    const combined = combineBins(a.bins, b.bins)
+    for (const key of ['k', 'n', 'lo', 'hi'] as const) t.same([...combined[key]], [...whole.bins[key]], key)
+    combined.sb.forEach((x, i) => t.ok(Math.abs(x - whole.bins.sb[i]) < 1e-9, 'sb'))
+    const values = combineValues([[...a.values].map(([k, v]) => ({ k, xs: v })), [...b.values].map(([k, v]) => ({ k, xs: v }))])
+    t.same(new Map(values.map((v) => [v.k, [...v.xs].sort((p, q) => p - q)])), new Map([...whole.values].map(([k, v]) => [k, [...v].sort((p, q) => p - q)])))
+    return true
+  }), { numRuns: 100 })
 })
