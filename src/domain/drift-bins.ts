@@ -1,4 +1,4 @@
-import type { DriftSummary } from './drift-stats.js'
+import { binIndex, type DriftSummary } from './drift-stats.js'
 
 /**
  * The second half of a drift check: exact statistics from the fine bins that the database made
@@ -152,18 +152,6 @@ function moments (b: FineBins, f: BinFrame): SideMoments {
   return { n, min, max, mu, m2: total }
 }
 
-/** The number of entries of the ascending `thresholds` that are <= x (PostgreSQL's width_bucket). */
-function countAtMost (thresholds: ArrayLike<number>, x: number): number {
-  let lo = 0
-  let hi = thresholds.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (thresholds[mid] <= x) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
-
 /** Everything the fine bins of both samples settle, and the candidate bins to resolve. */
 export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractions: number[]): BinStage {
   const reference = moments(ref, frame)
@@ -228,8 +216,8 @@ export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractio
   if (NR > 0) {
     const crs = Float64Array.from(merged, (b) => b.cr)
     for (const fr of fractions) {
-      const i1 = countAtMost(crs, Math.floor(fr * (NR - 1)))
-      const i2 = countAtMost(crs, Math.ceil(fr * (NR - 1)))
+      const i1 = binIndex(crs, Math.floor(fr * (NR - 1)))
+      const i2 = binIndex(crs, Math.ceil(fr * (NR - 1)))
       for (let x = i1; x <= i2; x++) isCandidate[x - 1] = 1
     }
   }
@@ -312,8 +300,8 @@ export function finish (stage: BinStage, refValues: BinValues[], curValues: BinV
     const qs = stage.fractions.map((f) => {
       const pos = f * (NR - 1)
       const r1 = Math.floor(pos)
-      const x1 = rX[countAtMost(rLo, r1) - 1]
-      const x2 = rX[countAtMost(rLo, Math.ceil(pos)) - 1]
+      const x1 = rX[binIndex(rLo, r1) - 1]
+      const x2 = rX[binIndex(rLo, Math.ceil(pos)) - 1]
       return x1 + (pos - r1) * (x2 - x1)
     })
     edges.push(...[...new Set(qs)].sort((a, c) => a - c))

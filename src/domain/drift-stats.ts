@@ -60,7 +60,7 @@ export function quantileEdges (sorted: ArrayLike<number>, bins = PSI_BINS): numb
 }
 
 /** width_bucket(x, edges): the number of edges <= x, so 0 .. edges.length. */
-export function binIndex (edges: readonly number[], x: number): number {
+export function binIndex (edges: ArrayLike<number>, x: number): number {
   let lo = 0
   let hi = edges.length
   while (lo < hi) {
