@@ -214,14 +214,14 @@ async function fineBins (conn: ReservedSql, tableIndex: number, sample: SampleSp
   // each value with its bin k and its offset d in the bin, computed once a row
   await conn`
     CREATE TEMP TABLE ${table} ON COMMIT DROP AS
-    SELECT b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, sum(b.d * b.d) AS sq, array_agg(b.x) AS xs
+    SELECT b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, var_pop(b.d) * count(*)::float8 AS m2, array_agg(b.x) AS xs
     FROM (
       SELECT x, k, x - k / ${scale}::float8 AS d
       FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, sample)}) p OFFSET 0) o
     ) b
     GROUP BY b.k`
   const [row] = await conn<Array<{ packed: Buffer | null }>>`
-    SELECT string_agg(float8send(k) || float8send(n) || float8send(lo) || float8send(hi) || float8send(sb) || float8send(sq), ''::bytea ORDER BY k) AS packed
+    SELECT string_agg(float8send(k) || float8send(n) || float8send(lo) || float8send(hi) || float8send(sb) || float8send(m2), ''::bytea ORDER BY k) AS packed
     FROM ${table}`
   return unpackBins(row.packed)
 }

@@ -6,7 +6,8 @@ import { binIndex, type DriftSummary } from './drift-stats.js'
  *
  * A fine bin is k = floor(x * scale) (scale a power of two, so monotone in x): the bins cut the
  * sorted values into runs. The database gives, per sample and bin, the count, min, max and the
- * sum and sum of squares of the offsets d = x - k / scale. From them, exactly:
+ * sum of the offsets d = x - k / scale and their sum of squared deviations from the bin's mean
+ * offset (a one-pass, cancellation-free update: PostgreSQL's var_pop). From them, exactly:
  * - each sample's count, min, max, mean and sum of squared deviations (Chan et al.'s combination
  *   of the bins' moments, in units of (x - shift) / unit so that the squares stay precise);
  * - both empirical CDFs at every bin end, so KS at the bin ends, and the Wasserstein integral
@@ -25,25 +26,25 @@ export interface FineBins {
   hi: Float64Array
   /** sum of the offsets x - k / scale */
   sb: Float64Array
-  /** sum of the squared offsets */
-  sq: Float64Array
+  /** sum of the squared deviations of the offsets from their mean in the bin */
+  m2: Float64Array
 }
 
-/** Bytes per bin in the packed form: k, n, lo, hi, sb, sq as big-endian float8 (float8send). */
+/** Bytes per bin in the packed form: k, n, lo, hi, sb, m2 as big-endian float8 (float8send). */
 export const PACKED_BIN_BYTES = 48
 
 /** Unpacks the fine bins the database sends as one bytea (null: no values). */
 export function unpackBins (packed: Buffer | null): FineBins {
   const m = packed === null ? 0 : packed.length / PACKED_BIN_BYTES
   if (!Number.isInteger(m)) throw new Error(`packed fine bins of ${packed!.length} bytes`)
-  const bins: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), sq: new Float64Array(m) }
+  const bins: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
   for (let i = 0, o = 0; i < m; i++, o += PACKED_BIN_BYTES) {
     bins.k[i] = packed!.readDoubleBE(o)
     bins.n[i] = packed!.readDoubleBE(o + 8)
     bins.lo[i] = packed!.readDoubleBE(o + 16)
     bins.hi[i] = packed!.readDoubleBE(o + 24)
     bins.sb[i] = packed!.readDoubleBE(o + 32)
-    bins.sq[i] = packed!.readDoubleBE(o + 40)
+    bins.m2[i] = packed!.readDoubleBE(o + 40)
   }
   for (let i = 1; i < m; i++) if (!(bins.k[i - 1] < bins.k[i])) throw new Error('fine bins out of order')
   return bins
@@ -60,13 +61,17 @@ export function combineBins (a: FineBins, b: FineBins): FineBins {
     else { ks.push(a.k[i++]); j++ }
   }
   const m = ks.length
-  const out: FineBins = { k: Float64Array.from(ks), n: new Float64Array(m), lo: new Float64Array(m).fill(Infinity), hi: new Float64Array(m).fill(-Infinity), sb: new Float64Array(m), sq: new Float64Array(m) }
+  const out: FineBins = { k: Float64Array.from(ks), n: new Float64Array(m), lo: new Float64Array(m).fill(Infinity), hi: new Float64Array(m).fill(-Infinity), sb: new Float64Array(m), m2: new Float64Array(m) }
   for (const part of [a, b]) {
     for (let i = 0, x = 0; i < part.k.length; i++) {
       while (out.k[x] < part.k[i]) x++
-      out.n[x] += part.n[i]
+      // Chan et al.: the deviations of both parts about the joint mean offset
+      const na = out.n[x]
+      const nb = part.n[i]
+      const gap = na === 0 ? 0 : out.sb[x] / na - part.sb[i] / nb
+      out.m2[x] += part.m2[i] + (na === 0 ? 0 : gap * gap * (na * nb / (na + nb)))
+      out.n[x] += nb
       out.sb[x] += part.sb[i]
-      out.sq[x] += part.sq[i]
       if (part.lo[i] < out.lo[x]) out.lo[x] = part.lo[i]
       if (part.hi[i] > out.hi[x]) out.hi[x] = part.hi[i]
     }
@@ -140,7 +145,7 @@ function moments (b: FineBins, f: BinFrame): SideMoments {
   for (let i = 0; i < m; i++) {
     const ni = b.n[i]
     u[i] = ((b.k[i] / f.scale - f.shift) + b.sb[i] / ni) * inv
-    m2[i] = Math.max((b.sq[i] - b.sb[i] * (b.sb[i] / ni)) * inv * inv, 0)
+    m2[i] = Math.max(b.m2[i] * inv * inv, 0)
     n += ni
     sum += ni * u[i]
     if (b.lo[i] < min) min = b.lo[i]

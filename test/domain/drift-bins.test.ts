@@ -18,13 +18,15 @@ function fineBinsOf (xs: number[], frame: BinFrame): { bins: FineBins, values: M
     v.push(x)
   }
   const ks = [...byK.keys()].sort((a, b) => a - b)
-  const bins: FineBins = { k: Float64Array.from(ks), n: new Float64Array(ks.length), lo: new Float64Array(ks.length), hi: new Float64Array(ks.length), sb: new Float64Array(ks.length), sq: new Float64Array(ks.length) }
+  const bins: FineBins = { k: Float64Array.from(ks), n: new Float64Array(ks.length), lo: new Float64Array(ks.length), hi: new Float64Array(ks.length), sb: new Float64Array(ks.length), m2: new Float64Array(ks.length) }
   ks.forEach((k, i) => {
     const v = byK.get(k)!
     bins.n[i] = v.length
     bins.lo[i] = Math.min(...v)
     bins.hi[i] = Math.max(...v)
-    for (const x of v) { const d = x - k / frame.scale; bins.sb[i] += d; bins.sq[i] += d * d }
+    for (const x of v) bins.sb[i] += x - k / frame.scale
+    const mean = bins.sb[i] / v.length
+    for (const x of v) bins.m2[i] += (x - k / frame.scale - mean) ** 2
   })
   return { bins, values: byK }
 }
@@ -69,8 +71,11 @@ t.test('edge cases: empty samples, constants, one value, ties on bin ends', asyn
   const cases: Array<[number[], number[]]> = [
     [[], []], [[1, 2, 3], []], [[], [1, 2, 3]], [[5], [5]], [[5, 5, 5], [5, 5]], [[0, 0.25, 0.5, 0.75, 1], [0.25, 0.25, 1, 1]],
     [[-1e12, 0, 1e12], [1, 2, 3]],
+    // a spread of 1e-11 in a bin of width 4, far from the bin's base: the squared deviations
+    // are summed about the bin's mean offset, not as squares of the offsets (which cancel)
+    [[-8.600756995763878e-12, 6.601968260680805e-240, -7.140734436909002e-93], [1e-12, 2e-12]],
   ]
-  for (const [ref, cur] of cases) for (const s of [1, 4, 1024]) same(t, viaBins(ref, cur, s), summarise(ref, cur), JSON.stringify({ ref, cur, s }))
+  for (const [ref, cur] of cases) for (const s of [0.25, 1, 4, 1024]) same(t, viaBins(ref, cur, s), summarise(ref, cur), JSON.stringify({ ref, cur, s }))
 })
 
 t.test('packed bins: 48 big-endian float8 a bin, ascending k', async (t) => {
@@ -79,7 +84,7 @@ t.test('packed bins: 48 big-endian float8 a bin, ascending k', async (t) => {
   const b = unpackBins(buf)
   t.same([...b.k], [1, 2])
   t.same([...b.n], [3, 1])
-  t.same([...b.sq], [0.02, 0.01])
+  t.same([...b.m2], [0.02, 0.01])
   t.same(unpackBins(null).k.length, 0)
   t.throws(() => unpackBins(Buffer.alloc(50)))
   const unordered = Buffer.from(buf)
