@@ -130,13 +130,14 @@ function halves (s: SampleSpec): SampleSpec[] {
  * 0. Two read sessions on one snapshot (db/point-in-time.ts; one when the pool is busy). A probe
  *    of a few thousand values sets the fine-bin width (fineScale) and a shift that keeps the
  *    sums of squares precise. A window that the write log proves free of corrections at the
- *    cutoff (db/write-log.ts) is read as a plain range scan instead of the point-in-time walk
- *    (index scan backwards + DISTINCT ON): the same rows, about a quarter less work.
+ *    cutoff (db/write-log.ts) is read as a plain range scan (a bitmap scan of its key range)
+ *    instead of the point-in-time walk (index scan backwards + DISTINCT ON): the same rows,
+ *    about a quarter less work.
  * 1. Each sample (the point-in-time values) is read once, in two halves of its time range: each
  *    session reads the first or the second half of both samples, at the same time as the other,
  *    and groups them by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
- *    (count, min, max, sums of the offsets in the bin, and the bin's values as an array) into a
- *    temporary table per part. Only the bins' numbers leave the database, packed (48 bytes a
+ *    (count, min, max, the sum of the offsets in the bin and their squared deviations, and the
+ *    bin's values as an array) into a temporary table per part. Only the bins' numbers leave the database, packed (48 bytes a
  *    bin); the halves' bins add up.
  * 2. From the bins, src/domain/drift-bins.ts settles the sample statistics, KS at the bin ends
  *    and most of the Wasserstein integral, exactly, and names the few candidate bins the bins
