@@ -3,7 +3,7 @@ import type { Sql, TxSql } from './connection.js'
 import type { DriftMethod, DriftSummary } from '../src/domain/drift-stats.js'
 import { windowHasNoCorrections } from './write-log.js'
 import { closePointInTimeSession, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
-import { binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinFrame, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
+import { binFrame, binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
 
 type Queryable = Sql | TxSql
 type Fragment = postgres.PendingQuery<postgres.Row[]>
@@ -83,20 +83,6 @@ export const FINE_BINS = 32_768
 /** Values read up front to choose the fine bins' width. */
 const PROBE_VALUES = 5000
 
-/** 2^floor(log2(x)), the exponent kept within +-1000. */
-function powerOfTwoAtMost (x: number): number {
-  return 2 ** Math.max(-1000, Math.min(1000, Math.floor(Math.log2(x))))
-}
-
-/**
- * The fine bins' scale: 1 / width, a power of two near FINE_BINS / (max - min) of a small probe
- * of the samples, so that floor(x * scale) is exact and monotone in x. The probe only tunes
- * speed: any scale gives the same, exact, results.
- */
-function fineScale (span: number, bins: number): number {
-  return span > 0 && Number.isFinite(span) ? powerOfTwoAtMost(bins / span) : 1
-}
-
 /** Tuning of driftSummary (any setting gives the same results; tests and benchmarks vary them). */
 export interface SummaryOptions {
   /** About how many fine bins to aim at (default FINE_BINS). */
@@ -128,7 +114,7 @@ function halves (s: SampleSpec): SampleSpec[] {
  * sending them to Node:
  *
  * 0. Two read sessions on one snapshot (db/point-in-time.ts; one when the pool is busy). A probe
- *    of a few thousand values sets the fine-bin width (fineScale) and a shift that keeps the
+ *    of a few thousand values sets the fine-bin width and a shift that keeps the
  *    sums of squares precise. A window that the write log proves free of corrections at the
  *    cutoff (db/write-log.ts) is read as a plain range scan (a bitmap scan of its key range)
  *    instead of the point-in-time walk (index scan backwards + DISTINCT ON): the same rows,
@@ -171,14 +157,7 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
       if (reference.kind === 'window') reference = { ...reference, noCorrections: await windowHasNoCorrections(first, reference) }
       if (current.kind === 'window') current = { ...current, noCorrections: await windowHasNoCorrections(first, current) }
     }
-    const span = probe.lo === null || probe.hi === null ? 0 : probe.hi - probe.lo
-    const frame: BinFrame = {
-      scale: fineScale(span, opts.fineBins ?? FINE_BINS),
-      shift: probe.mid ?? 0,
-      // deviations from the shift are summed in units of about the probe's span (a power of
-      // two, so exact): their squares stay far from overflow
-      unit: span > 0 && Number.isFinite(span) ? 1 / powerOfTwoAtMost(1 / span) : 1,
-    }
+    const frame = binFrame(probe.lo, probe.hi, probe.mid, opts.fineBins ?? FINE_BINS)
     // the first half of each sample on one session, the second on the other (or all on one)
     const parts: Part[] = []
     for (const [side, spec] of [[0, reference], [1, current]] as const) {

@@ -97,6 +97,28 @@ export function combineValues (parts: BinValues[][]): BinValues[] {
 /** The fine-bin frame: k = floor(x * scale); moments in (x - shift) / unit. */
 export interface BinFrame { scale: number, shift: number, unit: number }
 
+/** 2^floor(log2(x)), the exponent kept within +-1000 (so its inverse is finite too). */
+function powerOfTwoAtMost (x: number): number {
+  return 2 ** Math.max(-1000, Math.min(1000, Math.floor(Math.log2(x))))
+}
+
+/**
+ * The frame of a check from a small probe of its samples (lowest, highest and mean value): the
+ * fine bins' scale, 1 / width, a power of two near `bins` / (max - min), so that floor(x * scale)
+ * is exact and monotone in x (the probe only tunes speed: any scale gives the same results);
+ * the probe's mean as the shift; and a unit of about the probe's span (a power of two, so
+ * exact) in which deviations are summed, so that their squares stay far from overflow.
+ */
+export function binFrame (lo: number | null, hi: number | null, mid: number | null, bins: number): BinFrame {
+  const span = lo === null || hi === null ? 0 : hi - lo
+  const usable = span > 0 && Number.isFinite(span)
+  return {
+    scale: usable ? powerOfTwoAtMost(bins / span) : 1,
+    shift: mid ?? 0,
+    unit: usable ? 1 / powerOfTwoAtMost(1 / span) : 1,
+  }
+}
+
 export interface SideMoments { n: number, min: number | null, max: number | null, mu: number | null, m2: number | null }
 
 /** A bin of both samples together, with both CDFs just before it. */
