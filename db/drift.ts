@@ -114,8 +114,8 @@ function halves (s: SampleSpec): SampleSpec[] {
  * sending them to Node:
  *
  * 0. Two read sessions on one snapshot (db/point-in-time.ts; one when the pool is busy). A probe
- *    of a few thousand values sets the fine-bin width and a shift that keeps the
- *    sums of squares precise. A window that the write log proves free of corrections at the
+ *    of a few thousand values sets the fine-bin width and a shift that keeps the sums of
+ *    squares precise. A window that the write log proves free of corrections at the
  *    cutoff (db/write-log.ts) is read as a plain range scan (a bitmap scan of its key range)
  *    instead of the point-in-time walk (index scan backwards + DISTINCT ON): the same rows,
  *    about a quarter less work.
@@ -123,8 +123,8 @@ function halves (s: SampleSpec): SampleSpec[] {
  *    session reads the first or the second half of both samples, at the same time as the other,
  *    and groups them by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
  *    (count, min, max, the sum of the offsets in the bin and their squared deviations, and the
- *    bin's values as an array) into a temporary table per part. Only the bins' numbers leave the database, packed (48 bytes a
- *    bin); the halves' bins add up.
+ *    bin's values as an array) into a temporary table per part. Only the bins' numbers leave
+ *    the database, packed (48 bytes a bin); the halves' bins add up.
  * 2. From the bins, src/domain/drift-bins.ts settles the sample statistics, KS at the bin ends
  *    and most of the Wasserstein integral, exactly, and names the few candidate bins the bins
  *    cannot settle (a few thousand values of a million).
@@ -171,9 +171,7 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
     const stage = binStage(sideBins(0), sideBins(1), frame, fractions)
     const fetched = await Promise.all(parts.map(async (p) => binValues(p.session, p.table, p.side === 0 ? stage.fetch.reference : stage.fetch.current)))
     const sideValues = (side: 0 | 1): BinValues[] => combineValues(parts.flatMap((p, i) => (p.side === side ? [fetched[i]] : [])))
-    const [refValues, curValues] = [sideValues(0), sideValues(1)]
-    const done = finish(stage, refValues, curValues)
-    return driftSummaryOf(stage, done)
+    return driftSummaryOf(stage, finish(stage, sideValues(0), sideValues(1)))
   } finally {
     await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
   }

@@ -50,33 +50,52 @@ export function unpackBins (packed: Buffer | null): FineBins {
   return bins
 }
 
+/**
+ * Walks the union of two ascending lists of bin keys in order: visit(k, i, j), with i and j the
+ * index of k in `a` and in `b`, or -1 where that list does not hold it. (A key may be infinite:
+ * the ends of the lists are told by their lengths, not by a sentinel.)
+ */
+function mergeKeys (a: Float64Array, b: Float64Array, visit: (k: number, i: number, j: number) => void): void {
+  let i = 0
+  let j = 0
+  while (i < a.length || j < b.length) {
+    const inA = i < a.length
+    const inB = j < b.length
+    const takeA = inA && (!inB || a[i] <= b[j])
+    const takeB = inB && (!inA || b[j] <= a[i])
+    visit(takeA ? a[i] : b[j], takeA ? i++ : -1, takeB ? j++ : -1)
+  }
+}
+
 /** The fine bins of two parts of one sample (the same scale), as one: counts and sums add up. */
 export function combineBins (a: FineBins, b: FineBins): FineBins {
   if (b.k.length === 0) return a
   if (a.k.length === 0) return b
-  const ks: number[] = []
-  for (let i = 0, j = 0; i < a.k.length || j < b.k.length;) {
-    if (j >= b.k.length || (i < a.k.length && a.k[i] < b.k[j])) ks.push(a.k[i++])
-    else if (i >= a.k.length || b.k[j] < a.k[i]) ks.push(b.k[j++])
-    else { ks.push(a.k[i++]); j++ }
-  }
-  const m = ks.length
-  const out: FineBins = { k: Float64Array.from(ks), n: new Float64Array(m), lo: new Float64Array(m).fill(Infinity), hi: new Float64Array(m).fill(-Infinity), sb: new Float64Array(m), m2: new Float64Array(m) }
-  for (const part of [a, b]) {
-    for (let i = 0, x = 0; i < part.k.length; i++) {
-      while (out.k[x] < part.k[i]) x++
-      // Chan et al.: the deviations of both parts about the joint mean offset
-      const na = out.n[x]
-      const nb = part.n[i]
-      const gap = na === 0 ? 0 : out.sb[x] / na - part.sb[i] / nb
-      out.m2[x] += part.m2[i] + (na === 0 ? 0 : gap * gap * (na * nb / (na + nb)))
-      out.n[x] += nb
-      out.sb[x] += part.sb[i]
-      if (part.lo[i] < out.lo[x]) out.lo[x] = part.lo[i]
-      if (part.hi[i] > out.hi[x]) out.hi[x] = part.hi[i]
+  const k: number[] = []
+  const n: number[] = []
+  const lo: number[] = []
+  const hi: number[] = []
+  const sb: number[] = []
+  const m2: number[] = []
+  mergeKeys(a.k, b.k, (key, i, j) => {
+    k.push(key)
+    if (j < 0 || i < 0) {
+      const p = j < 0 ? a : b
+      const x = j < 0 ? i : j
+      n.push(p.n[x]); lo.push(p.lo[x]); hi.push(p.hi[x]); sb.push(p.sb[x]); m2.push(p.m2[x])
+      return
     }
-  }
-  return out
+    // Chan et al.: the deviations of both parts about the joint mean offset
+    const na = a.n[i]
+    const nb = b.n[j]
+    const gap = a.sb[i] / na - b.sb[j] / nb
+    n.push(na + nb)
+    lo.push(b.lo[j] < a.lo[i] ? b.lo[j] : a.lo[i])
+    hi.push(b.hi[j] > a.hi[i] ? b.hi[j] : a.hi[i])
+    sb.push(a.sb[i] + b.sb[j])
+    m2.push(a.m2[i] + (b.m2[j] + gap * gap * (na * nb / (na + nb))))
+  })
+  return { k: Float64Array.from(k), n: Float64Array.from(n), lo: Float64Array.from(lo), hi: Float64Array.from(hi), sb: Float64Array.from(sb), m2: Float64Array.from(m2) }
 }
 
 /** The candidate-bin values of several parts of one sample, as one list (a bin's values joined). */
@@ -85,10 +104,9 @@ export function combineValues (parts: BinValues[][]): BinValues[] {
   const byK = new Map<number, number[]>()
   for (const part of parts) {
     for (const v of part) {
-      const k = Number(v.k)
-      const xs = byK.get(k)
-      if (xs === undefined) byK.set(k, v.xs.map(Number))
-      else for (const x of v.xs) xs.push(Number(x))
+      const xs = byK.get(v.k)
+      if (xs === undefined) byK.set(v.k, [...v.xs])
+      else xs.push(...v.xs)
     }
   }
   return [...byK].map(([k, xs]) => ({ k, xs }))
@@ -188,21 +206,14 @@ export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractio
   const both = NR > 0 && NC > 0
   // both samples' bins merged by k
   const merged: MergedBin[] = []
-  let i = 0
-  let j = 0
   let cr = 0
   let cc = 0
-  while (i < ref.k.length || j < cur.k.length) {
-    const kr = i < ref.k.length ? ref.k[i] : Infinity
-    const kc = j < cur.k.length ? cur.k[j] : Infinity
-    const takeR = i < ref.k.length && (j >= cur.k.length || kr <= kc)
-    const takeC = j < cur.k.length && (i >= ref.k.length || kc <= kr)
-    const k = takeR ? kr : kc
-    const nr = takeR ? ref.n[i] : 0
-    const nc = takeC ? cur.n[j] : 0
-    const lo = Math.min(takeR ? ref.lo[i] : Infinity, takeC ? cur.lo[j] : Infinity)
-    const hi = Math.max(takeR ? ref.hi[i] : -Infinity, takeC ? cur.hi[j] : -Infinity)
-    const b: MergedBin = { k, nr, nc, lo, hi, sr: takeR ? ref.sb[i] : 0, sc: takeC ? cur.sb[j] : 0, cr, cc, definite: false, dBound: 0 }
+  mergeKeys(ref.k, cur.k, (k, i, j) => {
+    const nr = i < 0 ? 0 : ref.n[i]
+    const nc = j < 0 ? 0 : cur.n[j]
+    const lo = Math.min(i < 0 ? Infinity : ref.lo[i], j < 0 ? Infinity : cur.lo[j])
+    const hi = Math.max(i < 0 ? -Infinity : ref.hi[i], j < 0 ? -Infinity : cur.hi[j])
+    const b: MergedBin = { k, nr, nc, lo, hi, sr: i < 0 ? 0 : ref.sb[i], sc: j < 0 ? 0 : cur.sb[j], cr, cc, definite: false, dBound: 0 }
     if (both) {
       b.dBound = Math.max((cr + nr) / NR - cc / NC, (cc + nc) / NC - cr / NR)
       b.definite = (cr / NR >= (cc + nc) / NC || (cr + nr) / NR <= cc / NC) && Number.isFinite(k)
@@ -210,9 +221,7 @@ export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractio
     merged.push(b)
     cr += nr
     cc += nc
-    if (takeR) i++
-    if (takeC) j++
-  }
+  })
   // KS at the bin ends; the Wasserstein integral between bins and inside the definite ones
   let ksEnds: number | null = null
   let wKnown = 0

@@ -196,7 +196,7 @@ function unknownFeatures (refs: string[]): UnprocessableError {
 function toCached (def: FeatureDefinition, r: OnlineRow): CachedValue {
   const eventTime = new Date(r.event_ms).toISOString()
   const value = decodeValue(def.dtype, r.value_num, r.value_text)
-  const json = JSON.stringify(value === null ? { value: null, event_time: eventTime, status: 'NULL_VALUE' } : { value, event_time: eventTime, status: 'PRESENT' })
+  const json = JSON.stringify(valueAnswer(value, eventTime))
   return { eventMs: r.event_ms, eventTime, value, json }
 }
 
@@ -206,15 +206,24 @@ const OUTSIDE_TTL_JSON = JSON.stringify(OUTSIDE_TTL)
 /** answer() as JSON text. */
 function answerJson (def: FeatureDefinition, row: CachedValue | null, now: number): string {
   if (row === null) return NOT_FOUND_JSON
-  if (def.ttl_ms !== null && now - row.eventMs > def.ttl_ms) return OUTSIDE_TTL_JSON
+  if (outsideTtl(def, row, now)) return OUTSIDE_TTL_JSON
   return row.json
+}
+
+/** ttl, enforced online: the latest value is older than the feature's ttl at `now`. */
+function outsideTtl (def: FeatureDefinition, row: CachedValue, now: number): boolean {
+  return def.ttl_ms !== null && now - row.eventMs > def.ttl_ms
+}
+
+/** The answer for a latest value within ttl: PRESENT, or NULL_VALUE when the value is null. */
+function valueAnswer (value: CachedValue['value'], eventTime: string): OnlineValue {
+  return value === null ? { value: null, event_time: eventTime, status: 'NULL_VALUE' } : { value, event_time: eventTime, status: 'PRESENT' }
 }
 
 /** The SPEC rule at T = now for the latest row at or before now (or none). */
 function answer (def: FeatureDefinition, row: CachedValue | null, now: number): OnlineValue {
   if (row === null) return NOT_FOUND
   // as POST /v1/retrieve answers it: no candidate, so neither value nor event_time
-  if (def.ttl_ms !== null && now - row.eventMs > def.ttl_ms) return OUTSIDE_TTL
-  if (row.value === null) return { value: null, event_time: row.eventTime, status: 'NULL_VALUE' }
-  return { value: row.value, event_time: row.eventTime, status: 'PRESENT' }
+  if (outsideTtl(def, row, now)) return OUTSIDE_TTL
+  return valueAnswer(row.value, row.eventTime)
 }
