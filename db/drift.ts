@@ -4,6 +4,7 @@ import type { DriftMethod, DriftSummary } from '../src/domain/drift-stats.js'
 import { windowHasNoCorrections } from './write-log.js'
 import { closePointInTimeSession, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
 import { binFrame, binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
+import { iso } from './params.js'
 
 type Queryable = Sql | TxSql
 type Fragment = postgres.PendingQuery<postgres.Row[]>
@@ -26,7 +27,6 @@ export type SampleSpec =
 /** A grid run's entity rows: every entity at every time of `times`. */
 export interface GridSpec { entities: string[], timesMs: number[] }
 
-const iso = (ms: number): string => new Date(ms).toISOString()
 const finiteOrNull = (x: number | null): number | null => (x !== null && Number.isFinite(x) ? x : null)
 
 function sampleQuery (sql: Queryable, s: SampleSpec): Fragment {

@@ -1,6 +1,7 @@
 import type postgres from 'postgres'
 import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
+import { iso } from './params.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -144,7 +145,6 @@ export async function closePointInTimeSession (conn: ReservedSql): Promise<void>
 
 /** Streams the candidates of one block into `sink`, in pair order. */
 export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink): Promise<void> {
-  const iso = (ms: number): string => new Date(ms).toISOString()
   await conn`TRUNCATE pit_pairs`
   // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t
   await conn`

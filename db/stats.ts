@@ -1,5 +1,6 @@
 import type { Sql, TxSql } from './connection.js'
 import type { StorageMode } from './storage-mode.js'
+import { iso } from './params.js'
 
 type Queryable = Sql | TxSql
 
@@ -27,7 +28,6 @@ export interface StatsQuery {
   toMs: number
 }
 
-const iso = (ms: number): string => new Date(ms).toISOString()
 
 /** The postgres-mode materialized views and how their watermarks are set at a refresh. */
 const VIEWS = {

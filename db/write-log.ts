@@ -1,4 +1,5 @@
 import type { Sql, TxSql } from './connection.js'
+import { iso } from './params.js'
 
 type Queryable = Sql | TxSql
 
@@ -69,7 +70,6 @@ export async function logWrites (tx: TxSql, stamp: string, ranges: WrittenRange[
 /** A window of one feature (optionally one entity), [fromMs, toMs), read at cutoff cutoffMs. */
 export interface LoggedWindow { featureId: number, entityId?: string, fromMs: number, toMs: number, cutoffMs: number }
 
-const iso = (ms: number): string => new Date(ms).toISOString()
 
 /**
  * Past this many logged writes in a window the proof is not attempted (the window is read
@@ -123,20 +123,53 @@ export async function windowHasNoCorrections (sql: Queryable, w: LoggedWindow): 
   return row.clean
 }
 
+/** The state of the write log: how many writes it records, and the untracked writes that turn the range read off. */
+export interface WriteLogStatus {
+  loggedWrites: number
+  untrackedWrites: number
+  firstUntrackedMs: number | null
+  lastUntrackedMs: number | null
+}
+
+export async function writeLogStatus (sql: Sql): Promise<WriteLogStatus> {
+  const [row] = await sql<Array<{ logged: string, untracked: string, first_ms: string | null, last_ms: string | null }>>`
+    SELECT (SELECT count(*) FROM feature_write_log) AS logged,
+           u.untracked, u.first_ms, u.last_ms
+    FROM (SELECT count(*) AS untracked, (extract(epoch FROM min(at)) * 1000)::int8 AS first_ms,
+                 (extract(epoch FROM max(at)) * 1000)::int8 AS last_ms
+          FROM feature_untracked_writes) u`
+  return {
+    loggedWrites: Number(row.logged),
+    untrackedWrites: Number(row.untracked),
+    firstUntrackedMs: row.first_ms === null ? null : Number(row.first_ms),
+    lastUntrackedMs: row.last_ms === null ? null : Number(row.last_ms),
+  }
+}
+
+/** What a rebuild did. */
+export interface WriteLogRebuild { loggedWrites: number, clearedUntrackedWrites: number }
+
 /**
  * Rebuilds the write log from the stored values (one row per feature and stamp) and clears the
  * untracked-write marker, while writers wait (SHARE lock on feature_snapshots). A full scan:
  * for operators after writing values by direct SQL, and for tests.
+ *
+ * Locks: feature_snapshots first (as the ingest path, which writes the values and then the log),
+ * so that the two cannot deadlock; then the log itself EXCLUSIVE, so that two rebuilds run one
+ * after the other (two at once would both insert, and the duplicate rows would overlap and turn
+ * the range read off for good).
  */
-export async function rebuildWriteLog (sql: Sql): Promise<void> {
-  await sql.begin(async (tx) => {
+export async function rebuildWriteLog (sql: Sql): Promise<WriteLogRebuild> {
+  return sql.begin(async (tx) => {
     await tx`LOCK TABLE feature_snapshots IN SHARE MODE`
+    await tx`LOCK TABLE feature_write_log IN EXCLUSIVE MODE`
     await tx`DELETE FROM feature_write_log`
-    await tx`DELETE FROM feature_untracked_writes`
-    await tx`
+    const cleared = await tx`DELETE FROM feature_untracked_writes`
+    const logged = await tx`
       INSERT INTO feature_write_log (feature_id, ingested_at, first_event, last_event, entity_id)
       SELECT feature_id, ingested_at, min(event_time), max(event_time), CASE WHEN min(entity_id) = max(entity_id) THEN min(entity_id) END
       FROM feature_snapshots
       GROUP BY feature_id, ingested_at`
+    return { loggedWrites: logged.count, clearedUntrackedWrites: cleared.count }
   })
 }

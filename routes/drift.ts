@@ -3,7 +3,7 @@ import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
 import {
   DriftCheckBody, DriftCheckResult, DriftDailyList, DriftDailyQuery, DriftLogList, DriftLogQuery,
-  MonitorBody, MonitorId, MonitorList, MonitorPatch, MonitorQuery, MonitorView,
+  MonitorBody, MonitorId, MonitorList, MonitorPatch, MonitorQuery, MonitorView, WriteLogRebuilt, WriteLogStatus,
 } from './schemas/drift.js'
 
 /** Drift checks, their log, the daily summary, and scheduled monitors. */
@@ -46,6 +46,31 @@ export default async function driftRoutes (app: App): Promise<void> {
       response: { 200: DriftDailyList, ...problems(400, 401, 403, 429, 503) },
     },
   }, async (request) => app.services.drift.daily(request.query))
+
+  app.get('/v1/drift/write-log', {
+    schema: {
+      tags: ['monitoring'],
+      summary: 'State of the write log that speeds up drift checks',
+      description: 'The ingest path records, with every write, the event_time range it wrote per feature. A check reads a window that this log proves free of corrections with a plain range scan, and any other window point-in-time (same answers either way). '
+        + 'Values written by SQL outside the ingest path cannot be described, so they turn the range read off (`range_read: off_until_rebuilt`) until POST /v1/drift/write-log/rebuild.',
+      response: { 200: WriteLogStatus, ...problems(401, 403, 429, 503) },
+    },
+  }, async () => app.services.drift.writeLog())
+
+  app.post('/v1/drift/write-log/rebuild', {
+    config: { scope: 'admin' },
+    schema: {
+      tags: ['monitoring'],
+      summary: 'Rebuild the write log from the stored values (admin)',
+      description: 'For after values were written by SQL outside the ingest path: rebuilds the log from feature_snapshots (one row per feature and ingested_at) and turns the range read of drift checks back on. '
+        + 'A full scan of the stored values, during which writes of values wait (checks and reads do not). Rebuilds run one at a time. Answered after commit.',
+      response: { 200: WriteLogRebuilt, ...problems(401, 403, 429, 503) },
+    },
+  }, async (request) => {
+    const rebuilt = await app.services.drift.rebuildWriteLog()
+    request.auditDetail = { logged_writes: rebuilt.logged_writes, cleared_untracked_writes: rebuilt.cleared_untracked_writes }
+    return rebuilt
+  })
 
   app.post('/v1/drift/monitors', {
     schema: {

@@ -166,6 +166,28 @@ export const DriftDailyList = Type.Object({
 export type DriftDailyList = Static<typeof DriftDailyList>
 
 // ---------------------------------------------------------------------------------------------
+// The write log (what each ingest wrote; lets a check read a correction-free window as a range)
+
+export const WriteLogStatus = Type.Object({
+  range_read: Type.Union([Type.Literal('available'), Type.Literal('off_until_rebuilt')], {
+    description: 'available: checks read windows the log proves free of corrections with a plain range scan; off_until_rebuilt: values were written by SQL outside the ingest path, so every check takes the point-in-time read (same answers, slower) until the log is rebuilt',
+  }),
+  logged_writes: Type.Integer({ description: 'rows of the log: one per ingest transaction and feature' }),
+  untracked_writes: Type.Integer({ description: 'statements that wrote feature values outside the ingest path since the last rebuild' }),
+  first_untracked_at: Nullable(Type.String({ description: 'RFC 3339' })),
+  last_untracked_at: Nullable(Type.String({ description: 'RFC 3339' })),
+})
+export type WriteLogStatus = Static<typeof WriteLogStatus>
+
+export const WriteLogRebuilt = Type.Object({
+  logged_writes: Type.Integer({ description: 'rows of the rebuilt log: one per (feature, ingested_at) of the stored values' }),
+  cleared_untracked_writes: Type.Integer({ description: 'untracked-write records cleared' }),
+  took_ms: Type.Number(),
+  range_read: Type.Literal('available'),
+})
+export type WriteLogRebuilt = Static<typeof WriteLogRebuilt>
+
+// ---------------------------------------------------------------------------------------------
 // Monitors
 
 const Duration = Type.String({ pattern: '^\\d{1,12}(ms|s|m|h|d|w)$', description: 'a duration: whole number and unit (ms, s, m, h, d, w)', examples: ['7d'] })

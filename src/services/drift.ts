@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { AppDeps } from '../context.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
+import { rebuildWriteLog, writeLogStatus } from '../../db/write-log.js'
 import {
   driftSummary, findRunForDrift, insertDriftLogs, listDriftDaily, listDriftLogs,
   type DriftLogRow, type GridSpec, type SampleSpec,
@@ -14,7 +15,9 @@ import { BadRequestError, NotFoundError, UnprocessableError, type FieldError } f
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import type { FeatureDefinition } from '../domain/feature.js'
 import { formatTimestamp, parseDuration, parseTimestamp } from '../domain/time.js'
-import type { DriftCheckBody, DriftCheckResult, DriftDailyList, DriftDailyQuery, DriftLogEntry, DriftLogQuery } from '../../routes/schemas/drift.js'
+import type {
+  DriftCheckBody, DriftCheckResult, DriftDailyList, DriftDailyQuery, DriftLogEntry, DriftLogQuery, WriteLogRebuilt, WriteLogStatus,
+} from '../../routes/schemas/drift.js'
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const DAY_MS = 86_400_000
@@ -234,6 +237,25 @@ export class DriftService {
         max_statistic: r.statistic_max,
       })),
     }
+  }
+
+  /** GET /v1/drift/write-log */
+  async writeLog (): Promise<WriteLogStatus> {
+    const s = await writeLogStatus(this.deps.sql)
+    return {
+      range_read: s.untrackedWrites === 0 ? 'available' : 'off_until_rebuilt',
+      logged_writes: s.loggedWrites,
+      untracked_writes: s.untrackedWrites,
+      first_untracked_at: s.firstUntrackedMs === null ? null : formatTimestamp(s.firstUntrackedMs),
+      last_untracked_at: s.lastUntrackedMs === null ? null : formatTimestamp(s.lastUntrackedMs),
+    }
+  }
+
+  /** POST /v1/drift/write-log/rebuild */
+  async rebuildWriteLog (): Promise<WriteLogRebuilt> {
+    const started = performance.now()
+    const r = await rebuildWriteLog(this.deps.sql)
+    return { logged_writes: r.loggedWrites, cleared_untracked_writes: r.clearedUntrackedWrites, took_ms: Math.round(performance.now() - started), range_read: 'available' }
   }
 }
 

@@ -14,6 +14,8 @@ const READ_ONLY_POSTS = new Set([
 ])
 const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /metrics'])
 const ADMIN_PREFIXES = ['/v1/api-keys', '/v1/audit']
+/** Admin operations outside those prefixes. */
+const ADMIN_OPS = new Set(['POST /v1/drift/write-log/rebuild'])
 
 type Access = 'public' | 'read' | 'write' | 'admin'
 
@@ -21,7 +23,7 @@ type Access = 'public' | 'read' | 'write' | 'admin'
 function expectedAccess (method: string, path: string): Access {
   const op = `${method} ${path}`
   if (PUBLIC.has(op)) return 'public'
-  if (ADMIN_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return 'admin'
+  if (ADMIN_OPS.has(op) || ADMIN_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return 'admin'
   if (method === 'GET' || method === 'HEAD') return 'read'
   if (READ_ONLY_POSTS.has(op)) return 'read'
   return 'write'
