@@ -123,6 +123,22 @@ export async function windowHasNoCorrections (sql: Queryable, w: LoggedWindow): 
   return row.clean
 }
 
+/**
+ * Drops the log rows that end before the oldest stored value (TimescaleDB's retention policy
+ * dropped their values; or values were deleted by hand): they describe only values that are
+ * gone, so no window can hold a correction they would reveal. Returns how many went.
+ *
+ * One statement, one snapshot: a write committed before it has its values counted in the
+ * minimum, so its own log row (which ends at or after that minimum) stays; a write committing
+ * during it is not seen by the DELETE at all. The minimum is cheap on a hypertable (the newest
+ * chunk-ordered index scan) and a full scan on a plain table, so the service runs this in
+ * TimescaleDB mode only.
+ */
+export async function pruneWriteLog (sql: Sql): Promise<number> {
+  const r = await sql`DELETE FROM feature_write_log WHERE last_event < (SELECT min(event_time) FROM feature_snapshots)`
+  return r.count
+}
+
 /** The state of the write log: how many writes it records, and the untracked writes that turn the range read off. */
 export interface WriteLogStatus {
   loggedWrites: number

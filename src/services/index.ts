@@ -11,6 +11,7 @@ import { DatabaseHealth } from './database-health.js'
 import { DriftService } from './drift.js'
 import { MonitorService } from './monitors.js'
 import { StatsService } from './stats.js'
+import { WriteLogMaintenance } from './write-log-maintenance.js'
 import { LineageService } from './lineage.js'
 import { IngestService } from './ingest.js'
 import { OnlineService } from './online.js'
@@ -33,6 +34,7 @@ export interface Services {
   drift: DriftService
   monitors: MonitorService
   stats: StatsService
+  writeLog: WriteLogMaintenance
   lineage: LineageService
   ingest: IngestService
   online: OnlineService
@@ -61,6 +63,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   const drift = new DriftService(deps)
   const monitors = new MonitorService(deps, drift, app.log)
   const stats = new StatsService(deps, app.log)
+  const writeLog = new WriteLogMaintenance(deps, app.log)
   const lineage = new LineageService(deps.sql)
   const online = new OnlineService(deps.sql, new OnlineCache({ maxKeys: deps.config.CACHE_MAX_KEYS, ttlSeconds: deps.config.CACHE_TTL_SECONDS, origin: randomUUID() }, app.metrics))
   // Cache coherence is part of correctness, not an optional job: listen whenever there is a database.
@@ -70,7 +73,8 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   if (opts.backgroundJobs) {
     monitors.start()
     stats.start()
-    closers.push(async () => { await monitors.stop(); await stats.stop() })
+    writeLog.start()
+    closers.push(async () => { await monitors.stop(); await stats.stop(); await writeLog.stop() })
   }
   return {
     registry,
@@ -84,6 +88,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
     drift,
     monitors,
     stats,
+    writeLog,
     lineage,
     ingest,
     online,

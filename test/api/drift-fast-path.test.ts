@@ -3,11 +3,12 @@ import type { Test } from 'tap'
 import { buildTestApp } from '../lib/helper.js'
 import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
 import { driftSummary, type SampleSpec } from '../../db/drift.js'
-import { rebuildWriteLog, windowHasNoCorrections } from '../../db/write-log.js'
+import { pruneWriteLog, rebuildWriteLog, windowHasNoCorrections } from '../../db/write-log.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { quantileFractions, summarise, type DriftSummary } from '../../src/domain/drift-stats.js'
 import type { Sql } from '../../db/connection.js'
 import { seededRandom, standardNormal } from '../lib/random.js'
+import { onlyIn } from '../lib/test-server-mode.js'
 
 /**
  * A drift window that the write log proves free of corrections at the cutoff is read with a plain
@@ -203,4 +204,67 @@ t.test('checks at once on a small pool: each reads with one or two sessions, the
   t.equal(n, 0, 'no session left in a transaction')
   const [{ tables }] = await sql<{ tables: number }[]>`SELECT count(*)::int AS tables FROM pg_class WHERE relname LIKE 'drift_bins_%' AND relpersistence = 't'`
   t.equal(tables, 0, 'the temporary tables are gone')
+})
+
+/** (feature, ingested_at) groups of the stored values that have no log row of their own. */
+async function unloggedWrites (sql: Sql): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM (SELECT DISTINCT feature_id, ingested_at FROM feature_snapshots) v
+    WHERE NOT EXISTS (SELECT 1 FROM feature_write_log l WHERE l.feature_id = v.feature_id AND l.ingested_at = v.ingested_at)`
+  return n
+}
+
+t.test('pruning drops the log rows of values that are gone; the window they spoiled reads fast again', async (t) => {
+  const { sql } = await buildTestApp(t)
+  const f = await insertDefinition(sql, { name: 'pruned' })
+  const cut = REF[0] + 100 * H
+  // an old stretch written twice (a correction), then the rest once
+  await appendValues(sql, series(f, 'A', [REF[0], cut], 100))
+  await appendValues(sql, series(f, 'A', [REF[0], cut], 100))
+  await appendValues(sql, series(f, 'A', [cut, CUR[1]], 100))
+  t.same(await agree(t, sql, f, Date.now() + 1000, 'before'), { ref: false, cur: true }, 'the correction keeps the reference window on the exact read')
+  t.equal(await pruneWriteLog(sql), 0, 'nothing to prune while every value is kept')
+  // the old stretch goes (as TimescaleDB's retention drops chunks; here by hand, which is not a tracked write)
+  await sql`DELETE FROM feature_snapshots WHERE feature_id = ${f} AND event_time < ${new Date(cut)}`
+  t.equal(await pruneWriteLog(sql), 2, 'the two writes of the old stretch')
+  t.equal(await unloggedWrites(sql), 0, 'every stored value keeps its log row')
+  t.same(await agree(t, sql, f, Date.now() + 1000, 'after'), { ref: true, cur: true }, 'same answers, now on the fast read')
+})
+
+t.test('pruning beside writes of older values than any stored: no stored value loses its log row', async (t) => {
+  const { sql } = await buildTestApp(t)
+  const f = await insertDefinition(sql, { name: 'backfilled' })
+  await appendValues(sql, series(f, 'A', CUR, 100))
+  // each round writes values older than everything stored, while prunes run
+  let pruned = 0
+  for (let round = 1; round <= 8; round++) {
+    const at = REF[1] - round * 40 * H
+    const writes = [appendValues(sql, series(f, 'A', [at, at + 10 * H], 100)), appendValues(sql, series(f, 'B', [at + 5 * H, at + 15 * H], 100))]
+    const prunes = Array.from({ length: 3 }, async () => { pruned += await pruneWriteLog(sql) })
+    await Promise.all([...writes, ...prunes])
+    t.equal(await unloggedWrites(sql), 0, `round ${round}: every write of stored values is in the log`)
+  }
+  t.equal(pruned, 0, 'nothing was gone, so nothing was pruned')
+  t.same(await agree(t, sql, f, Date.now() + 1000, 'after the backfills'), { ref: true, cur: true })
+})
+
+t.test('TimescaleDB: after retention drops chunks, the write log is pruned to what is kept', await onlyIn('timescaledb'), async (t) => {
+  const { sql, app } = await buildTestApp(t, { config: { RETENTION: '30 days' } })
+  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'`
+  const f = await insertDefinition(sql, { name: 'retained' })
+  const now = Date.now()
+  const old: [number, number] = [now - 120 * 24 * H, now - 100 * 24 * H]
+  const recent: [number, number] = [now - 20 * 24 * H, now - 24 * H]
+  await appendValues(sql, series(f, 'A', old, 100))
+  await appendValues(sql, series(f, 'A', old, 100))
+  await appendValues(sql, series(f, 'A', recent, 100))
+  await sql`SELECT drop_chunks('feature_snapshots', older_than => now() - interval '30 days')`
+  t.equal(await app.services.writeLog.pruneNow(), 2, 'the log rows of the dropped chunks')
+  t.equal(await unloggedWrites(sql), 0)
+  const k = Date.now() + 1000
+  const whole = window(f, [old[0], recent[1]], k)
+  t.ok(await windowHasNoCorrections(sql, whole), 'the dropped correction no longer spoils a window over both stretches')
+  const fast = await driftSummary(sql, whole, window(f, recent, k), quantileFractions())
+  const exact = await driftSummary(sql, whole, window(f, recent, k), quantileFractions(), { exactRead: true })
+  same(t, fast, exact, 'fast read = exact read after the prune')
 })
