@@ -154,6 +154,25 @@ async function policyJobs (sql: Sql): Promise<Record<string, string>> {
   return Object.fromEntries(rows.map((r) => [r.view, r.every]))
 }
 
+/**
+ * Refreshes a continuous aggregate by hand. The refresh policy's job (added at start, run by
+ * TimescaleDB's scheduler) may be refreshing it at the same moment: that is an error (55P03),
+ * and waiting for the job and trying again is what an operator would do.
+ */
+async function refreshAggregate (sql: Sql, view: 'feature_stats_hourly' | 'feature_stats_daily'): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await (view === 'feature_stats_hourly'
+        ? sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, NULL)`
+        : sql`CALL refresh_continuous_aggregate('feature_stats_daily', NULL, NULL)`)
+      return
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55P03' || attempt >= 100) throw err
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+}
+
 t.test('TimescaleDB mode: refresh policies at start-up, real-time aggregation', await onlyIn('timescaledb'), async (t) => {
   const ctx = await withValues(t, {}, RECENT)
   t.equal(ctx.db.storageMode, 'timescaledb')
@@ -167,8 +186,8 @@ t.test('TimescaleDB mode: refresh policies at start-up, real-time aggregation', 
   const q = `?bucket=1h&from=${iso(RECENT)}&to=${iso(Date.now() + 2 * H)}`
   const before = (await get(ctx, q)).json()
   t.equal(before.buckets.length, 3, 'real-time aggregation answers before any refresh')
-  await ctx.sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, NULL)`
-  await ctx.sql`CALL refresh_continuous_aggregate('feature_stats_daily', NULL, NULL)`
+  await refreshAggregate(ctx.sql, 'feature_stats_hourly')
+  await refreshAggregate(ctx.sql, 'feature_stats_daily')
   const after = (await get(ctx, q)).json()
   t.ok(after.materialized_until, 'materialized')
   t.same(after.buckets, before.buckets, 'materialized and real-time answers agree')
