@@ -147,11 +147,16 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
                         set_config('max_parallel_workers_per_gather', '0', true)`
     }
     await Promise.all([...new Set([first, second])].map(configure))
-    // the probe walks the primary key (the point-in-time read stops after a few thousand rows;
-    // a range scan would first collect the whole window)
+    // the probe only sets the frame (any values of the samples do): a window's first few
+    // thousand rows as they come, corrections or not, through an index scan that stops there
+    // (a bitmap scan would first collect the whole window; on a hypertable the first chunks
+    // suffice, where the point-in-time walk, in entity order, starts a scan in every chunk)
+    const probeOf = (s: SampleSpec): SampleSpec => (s.kind === 'window' ? { ...s, noCorrections: true } : s)
+    await first`SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
     const [probe] = await first<{ lo: number | null, hi: number | null, mid: number | null }[]>`
       SELECT min(x) AS lo, max(x) AS hi, avg(x) AS mid
-      FROM ((${sampleQuery(first, reference)} LIMIT ${PROBE_VALUES}) UNION ALL (${sampleQuery(first, current)} LIMIT ${PROBE_VALUES})) p`
+      FROM ((${sampleQuery(first, probeOf(reference))} LIMIT ${PROBE_VALUES}) UNION ALL (${sampleQuery(first, probeOf(current))} LIMIT ${PROBE_VALUES})) p`
+    await first`SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true)`
     // a window that provably holds no corrections at the cutoff is read without the dedupe
     if (opts.exactRead !== true) {
       if (reference.kind === 'window') reference = { ...reference, noCorrections: await windowHasNoCorrections(first, reference) }
