@@ -2,7 +2,7 @@ import type postgres from 'postgres'
 import type { Sql, TxSql } from './connection.js'
 import type { DriftMethod, DriftSummary } from '../src/domain/drift-stats.js'
 import { windowHasNoCorrections } from './write-log.js'
-import { closePointInTimeSession, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
+import { closePointInTimeSession, isLockTimeout, openPointInTimeSessions, type ReservedSql } from './point-in-time.js'
 import { binFrame, binStage, combineBins, combineValues, driftSummaryOf, finish, unpackBins, type BinValues, type FineBins } from '../src/domain/drift-bins.js'
 import { iso } from './params.js'
 
@@ -89,6 +89,8 @@ export interface SummaryOptions {
   fineBins?: number
   /** Read windows point-in-time even when the write log proves them free of corrections. */
   exactRead?: boolean
+  /** Tests: called once the first session holds its read locks, before the samples are read. */
+  beforeParts?: () => Promise<void>
 }
 
 /** The temporary tables of the parts' fine bins (names fixed here, never from input). */
@@ -134,17 +136,33 @@ function halves (s: SampleSpec): SampleSpec[] {
  *    values of each sample lie below each edge (width_bucket's bins).
  */
 export async function driftSummary (sql: Sql, reference: SampleSpec, current: SampleSpec, fractions: number[], opts: SummaryOptions = {}): Promise<DriftSummary> {
-  const sessions = await openPointInTimeSessions(sql, 2, { pairsTable: false })
+  try {
+    return await summaryOnSessions(sql, 2, reference, current, fractions, opts)
+  } catch (err) {
+    // a session waited too long for a lock (JOIN_LOCK_TIMEOUT_MS, db/point-in-time.ts): the wait
+    // may have been part of a cycle through the other session; all is rolled back (releasing
+    // every lock of the check), and it runs again on one session, which waits as long as it takes
+    if (!isLockTimeout(err)) throw err
+    return summaryOnSessions(sql, 1, reference, current, fractions, opts)
+  }
+}
+
+async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec, current: SampleSpec, fractions: number[], opts: SummaryOptions): Promise<DriftSummary> {
+  const sessions = await openPointInTimeSessions(sql, count, { pairsTable: false })
   try {
     const first = sessions[0]
     const second = sessions[1] ?? first
     // work_mem: the per-bin hash aggregate keeps every value (~40 bytes each at peak); the row
     // estimates of the point-in-time read are far too low (DISTINCT ON and the finiteness test),
     // which makes sorting by bin look cheap (enable_sort); each session reads its sample alone
-    // (no parallel workers: the two sessions are the parallelism)
+    // (no parallel workers: the two sessions are the parallelism). TimescaleDB's SkipScan turns
+    // the point-in-time walk's DISTINCT ON into one index descent per (entity, event_time) in
+    // every chunk: ~6 µs a row, 10 times the plain walk (3.4 s instead of 0.5 s on a million);
+    // off for the check's transaction (on a server without TimescaleDB the setting is an unused
+    // placeholder)
     const configure = async (conn: ReservedSql): Promise<void> => {
       await conn`SELECT set_config('work_mem', '256MB', true), set_config('enable_sort', 'off', true),
-                        set_config('max_parallel_workers_per_gather', '0', true)`
+                        set_config('max_parallel_workers_per_gather', '0', true), set_config('timescaledb.enable_skipscan', 'off', true)`
     }
     await Promise.all([...new Set([first, second])].map(configure))
     // the probe only sets the frame (any values of the samples do): a window's first few
@@ -162,6 +180,7 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
       if (reference.kind === 'window') reference = { ...reference, noCorrections: await windowHasNoCorrections(first, reference) }
       if (current.kind === 'window') current = { ...current, noCorrections: await windowHasNoCorrections(first, current) }
     }
+    await opts.beforeParts?.()
     const frame = binFrame(probe.lo, probe.hi, probe.mid, opts.fineBins ?? FINE_BINS)
     // the first half of each sample on one session, the second on the other (or all on one)
     const parts: Part[] = []
@@ -169,9 +188,12 @@ export async function driftSummary (sql: Sql, reference: SampleSpec, current: Sa
       halves(spec).forEach((half, h) => parts.push({ side, spec: half, table: parts.length, session: h === 0 ? first : second }))
     }
     const binsOf = new Map<Part, FineBins>()
-    await Promise.all([...new Set(parts.map((p) => p.session))].map(async (session) => {
+    // every session's work settles before any failure is thrown (the sessions are then rolled
+    // back: not while one of them still has statements to send)
+    const reads = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
       for (const p of parts) if (p.session === session) binsOf.set(p, await fineBins(session, p.table, p.spec, frame.scale))
     }))
+    for (const r of reads) if (r.status === 'rejected') throw r.reason
     const sideBins = (side: 0 | 1): FineBins => parts.filter((p) => p.side === side).map((p) => binsOf.get(p)!).reduce(combineBins)
     const stage = binStage(sideBins(0), sideBins(1), frame, fractions)
     const fetched = await Promise.all(parts.map(async (p) => binValues(p.session, p.table, p.side === 0 ? stage.fetch.reference : stage.fetch.current)))

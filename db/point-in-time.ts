@@ -64,7 +64,8 @@ const reservedByJoins = new WeakMap<Sql, number>()
  * The extra sessions are optional: they are opened only while the joins of this pool hold
  * fewer than its size minus two reserved connections, so that concurrent joins never wait
  * for one another's connections (each join needs one to progress) and ordinary queries keep
- * at least two. Fewer sessions than asked give the same answers, more slowly.
+ * at least two. Fewer sessions than asked give the same answers, more slowly. With more than
+ * one session, each waits at most JOIN_LOCK_TIMEOUT_MS for a lock (see there).
  */
 export async function openPointInTimeSessions (sql: Sql, count: number, opts: { pairsTable?: boolean } = {}): Promise<ReservedSql[]> {
   const setUp = async (conn: ReservedSql): Promise<void> => { if (opts.pairsTable !== false) await createPairsTable(conn) }
@@ -105,7 +106,35 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
     await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
     throw err
   }
+  if (sessions.length > 1) {
+    try {
+      await Promise.all(sessions.map(async (s) => s`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`))
+    } catch (err) {
+      await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
+      throw err
+    }
+  }
   return sessions
+}
+
+/**
+ * How long a session of a join with several sessions waits for a lock before giving up (55P03).
+ * The sessions share one transaction's work, so a lock wait can close a cycle PostgreSQL cannot
+ * see: session A holds a chunk's read lock and waits for the service, which waits for session
+ * B, whose read lock request queues behind a job's exclusive request (TimescaleDB compressing
+ * that chunk), which waits for A. The callers then go on with fewer sessions (down to one,
+ * which waits as long as it takes: alone, it closes no cycle).
+ */
+export const JOIN_LOCK_TIMEOUT_MS = 2000
+
+/** Whether a query failed because a lock was not granted in time (lock_timeout, 55P03). */
+export function isLockTimeout (err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '55P03'
+}
+
+/** The session is now the join's only one: it may wait for locks as long as it takes. */
+export async function waitForLocksFreely (conn: ReservedSql): Promise<void> {
+  await conn`SELECT set_config('lock_timeout', '0', true)`
 }
 
 /** Reserves a connection, counted from the call (before it is given) until it is released. */

@@ -2,7 +2,7 @@ import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { findContractVersion, findCurrentContract } from '../../db/contracts.js'
-import { closePointInTimeSession, openPointInTimeSessions, readBlockCandidates, type ReservedSql } from '../../db/point-in-time.js'
+import { closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, waitForLocksFreely, type ReservedSql } from '../../db/point-in-time.js'
 import type { EntityRowInput, TrainingSetRequest } from '../../routes/schemas/training-sets.js'
 import { BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import type { FeatureDefinition } from '../domain/feature.js'
@@ -244,36 +244,72 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
   }
 }
 
+/** Tests: called around each block's read (to stage lock queues between the sessions). */
+export interface JoinHooks {
+  beforeRead?: (block: number) => Promise<void>
+  afterRead?: (block: number) => void
+}
+
 /**
  * The point-in-time join: answers `source` block by block on `connections` sessions sharing
  * one snapshot (db/point-in-time.ts openPointInTimeSessions; fewer when the pool is busy).
- * Block b is read on session b mod n; while the caller consumes block b, blocks b+1 .. b+n
- * are being read, so at most n + 1 blocks are held. Blocks are yielded in input order.
+ * Blocks 0 .. n-1 start on the n sessions; once block b is consumed, the next block not yet
+ * started goes to the session that read b. So while the caller consumes block b the next
+ * blocks are being read, at most n + 1 blocks are held, and blocks are yielded in input order.
+ *
+ * A session whose read gave up waiting for a lock (JOIN_LOCK_TIMEOUT_MS: the wait may be part
+ * of a cycle through another session of the join) is rolled back, which releases its locks,
+ * and its block is read again on a remaining session; the last one waits as long as it takes.
+ * Every session reads the same snapshot, so the answers do not change.
  */
-export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
+export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1, hooks: JoinHooks = {}): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
   if (source.count === 0) return
   const blocks = Math.ceil(source.count / blockRows)
-  const sessions = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
-  const n = sessions.length
-  const pending: Array<Promise<BlockAnswers> | undefined> = new Array(n)
+  let live = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
+  const reads = new Map<number, { session: ReservedSql, answers: Promise<BlockAnswers> }>()
+  // a session reads one block at a time (a read is several statements on its temporary table):
+  // a block given to a session that is still reading waits for the read before it
+  const busy = new Map<ReservedSql, Promise<unknown>>()
+  let next = 0
+  const start = (b: number, session: ReservedSql): void => {
+    const before = busy.get(session)
+    const answers = (async () => {
+      await before?.catch(() => {})
+      await hooks.beforeRead?.(b)
+      const a = await answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
+      hooks.afterRead?.(b)
+      return a
+    })()
+    answers.catch(() => {}) // awaited below; this only keeps an early failure from being "unhandled"
+    busy.set(session, answers)
+    reads.set(b, { session, answers })
+  }
   try {
-    const start = (b: number): void => {
-      if (b >= blocks) return
-      const p = answerBlock(sessions[b % n], features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
-      p.catch(() => {}) // awaited below; this only keeps an early failure from being "unhandled"
-      pending[b % n] = p
-    }
-    for (let b = 0; b < n; b++) start(b)
+    for (const session of live) if (next < blocks) start(next++, session)
     for (let b = 0; b < blocks; b++) {
-      const answers = await pending[b % n]!
-      pending[b % n] = undefined
-      start(b + n) // on the session block b used, now idle
+      let answers: BlockAnswers | undefined
+      while (answers === undefined) {
+        const read = reads.get(b)!
+        try {
+          answers = await read.answers
+        } catch (err) {
+          if (!isLockTimeout(err) || live.length === 1) throw err
+          // retire the session (its transaction is aborted anyway), then read b elsewhere
+          live = live.filter((s) => s !== read.session)
+          await closePointInTimeSession(read.session)
+          if (live.length === 1) await waitForLocksFreely(live[0])
+          start(b, live[0])
+        }
+      }
+      const { session } = reads.get(b)!
+      reads.delete(b)
+      if (next < blocks) start(next++, session) // on the session block b used
       yield { answers, offset: b * blockRows }
     }
   } finally {
     // after a failure or an early return: let the reads still running end, then roll back
-    await Promise.all(pending.map(async (p) => p?.catch(() => {})))
-    await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
+    await Promise.all([...reads.values()].map(async (r) => r.answers.catch(() => {})))
+    await Promise.all(live.map(async (s) => closePointInTimeSession(s)))
   }
 }
 

@@ -1,0 +1,121 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { buildTestApp } from '../lib/helper.js'
+import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
+import { connect, type Sql } from '../../db/connection.js'
+import { JOIN_LOCK_TIMEOUT_MS } from '../../db/point-in-time.js'
+import { driftSummary, type SampleSpec } from '../../db/drift.js'
+import { soundCutoff } from '../../db/knowledge.js'
+import { quantileFractions } from '../../src/domain/drift-stats.js'
+import type { BlockAnswers } from '../../src/domain/training-output.js'
+import { joinPointInTime, resolveFeatures } from '../../src/services/training-sets.js'
+
+/**
+ * A join read on two sessions of one snapshot must not hang when a third party's exclusive
+ * lock request (TimescaleDB compressing a chunk; here LOCK TABLE) queues behind a read lock
+ * that session A holds while A waits for the service, and session B's read lock request
+ * queues behind that request. PostgreSQL sees no deadlock (A waits for its client, not for a
+ * lock); the service breaks the cycle: B gives up after JOIN_LOCK_TIMEOUT_MS, is rolled back,
+ * and the work goes on with fewer sessions. Same answers as without the interference.
+ */
+const H = 3_600_000
+const T0 = Date.UTC(2023, 0, 1)
+const ENTITIES = ['A', 'B', 'C', 'D', 'E']
+
+async function seed (sql: Sql): Promise<number> {
+  const f = await insertDefinition(sql, { name: 'price' })
+  const rows: RawValue[] = []
+  for (const [e, id] of ENTITIES.entries()) for (let h = 0; h < 400; h++) rows.push({ featureId: f, entityId: id, eventTimeMs: T0 + h * H, num: e * 10 + (h % 13) + (h >= 200 ? 3 : 0) })
+  await appendValues(sql, rows)
+  await appendValues(sql, [{ featureId: f, entityId: 'B', eventTimeMs: T0 + 6 * H, num: -1 }]) // a correction
+  return f
+}
+
+/**
+ * Another client asks for an ACCESS EXCLUSIVE lock on feature_snapshots; resolves once the
+ * request waits in the lock queue. `release()` ends its transaction (after it got the lock).
+ */
+async function queueExclusiveLock (t: Test, url: string): Promise<{ granted: Promise<void>, release: () => Promise<void> }> {
+  const other = connect(url, { max: 1 })
+  const watcher = connect(url, { max: 1 })
+  t.teardown(async () => { await other.end({ timeout: 1 }); await watcher.end({ timeout: 1 }) })
+  const conn = await other.reserve()
+  const [{ pid }] = await conn<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`
+  await conn`BEGIN`
+  const granted = conn`LOCK TABLE feature_snapshots IN ACCESS EXCLUSIVE MODE`.then(() => {})
+  granted.catch(() => {})
+  for (let i = 0; ; i++) {
+    const [{ waiting }] = await watcher<Array<{ waiting: boolean }>>`
+      SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = ${pid} AND NOT granted) AS waiting`
+    if (waiting) break
+    if (i > 500) throw new Error('the exclusive lock request never queued')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return {
+    granted,
+    release: async () => { await granted; await conn`COMMIT`; conn.release() },
+  }
+}
+
+function rowsOf (blocks: BlockAnswers[]): unknown[] {
+  return blocks.flatMap((a) => Array.from({ length: a.block.size }, (_, r) => [a.value(r, 0), a.statusName(r, 0), a.answerTime(r, 0)]))
+}
+
+t.test('training set on two sessions: the blocked session is rolled back, its block read on the other', async (t) => {
+  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  await seed(sql)
+  const features = await resolveFeatures(sql, ['price'], '/features')
+  const k = await soundCutoff(sql)
+  const source = { count: 120, entityAt: (i: number) => ENTITIES[i % 5], timeAt: (i: number) => T0 + ((i * 37) % 400) * H + 60_000, extraAt: () => ({}) }
+  const calm: BlockAnswers[] = []
+  for await (const { answers } of joinPointInTime(sql, features, source, 'event', k, 10, 2)) calm.push(answers)
+
+  // block 0 is read on session A (which then holds its read lock), block 1 on session B: B's
+  // read starts only once the exclusive request waits behind A
+  let firstRead!: () => void
+  const blockZeroRead = new Promise<void>((resolve) => { firstRead = resolve })
+  let staged: Awaited<ReturnType<typeof queueExclusiveLock>> | undefined
+  const hooks = {
+    afterRead: (b: number) => { if (b === 0) firstRead() },
+    beforeRead: async (b: number) => {
+      if (b !== 1 || staged !== undefined) return
+      await blockZeroRead
+      staged = await queueExclusiveLock(t, url)
+    },
+  }
+  const started = Date.now()
+  const busy: BlockAnswers[] = []
+  for await (const { answers } of joinPointInTime(sql, features, source, 'event', k, 10, 2, hooks)) busy.push(answers)
+  const ms = Date.now() - started
+  t.ok(staged, 'the exclusive request was queued during the join')
+  t.same(rowsOf(busy), rowsOf(calm), 'the same answers as without the lock queue')
+  t.ok(ms >= JOIN_LOCK_TIMEOUT_MS * 0.9, `the blocked session gave up after its lock timeout (${ms} ms)`)
+  await staged!.release() // granted once the join ended
+})
+
+t.test('drift check on two sessions: again on one session, same summary', async (t) => {
+  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const f = await seed(sql)
+  const k = await soundCutoff(sql)
+  const window = (fromMs: number, toMs: number): SampleSpec => ({ kind: 'window', featureId: f, fromMs, toMs, cutoffMs: k })
+  const ref = window(T0, T0 + 200 * H)
+  const cur = window(T0 + 200 * H, T0 + 400 * H)
+  const calm = await driftSummary(sql, ref, cur, quantileFractions())
+  let staged: Awaited<ReturnType<typeof queueExclusiveLock>> | undefined
+  let released: Promise<void> | undefined
+  const started = Date.now()
+  const busy = await driftSummary(sql, ref, cur, quantileFractions(), {
+    beforeParts: async () => {
+      if (staged !== undefined) return
+      // the first session holds its read lock (the probe read the values)
+      staged = await queueExclusiveLock(t, url)
+      // the holder of the exclusive lock lets go soon after it gets it (when the check rolls back)
+      released = staged.granted.then(async () => { await new Promise((resolve) => setTimeout(resolve, 100)); await staged!.release() })
+    },
+  })
+  const ms = Date.now() - started
+  t.ok(staged, 'the exclusive request was queued during the check')
+  t.same(busy, calm, 'the same summary as without the lock queue')
+  t.ok(ms >= JOIN_LOCK_TIMEOUT_MS * 0.9, `the second session gave up after its lock timeout (${ms} ms)`)
+  await released
+})
