@@ -21,24 +21,26 @@ export type AuditView = Omit<AuditRow, 'at'> & { at: string }
 /**
  * The audit log: one entry per mutation (who, what, when, outcome). Entries are written
  * after the answer is sent, so the log never slows a request down; an entry that cannot be
- * written (database down) goes to the service log in full instead, at error level.
+ * written (database down) goes to the service log in full instead, at error level. An
+ * instance writes its entries one after the other, so their ids follow the order of its
+ * answers (written at once on several connections, a later answer's entry could take the
+ * smaller id; seen in a test run).
  */
 export class AuditService {
-  private readonly pending = new Set<Promise<void>>()
+  private last: Promise<void> = Promise.resolve()
 
   constructor (private readonly sql: Sql, private readonly log: FastifyBaseLogger) {}
 
   record (entry: AuditEntry): Promise<void> {
-    const p = insertAuditEntry(this.sql, entry)
+    const p = this.last.then(async () => insertAuditEntry(this.sql, entry))
       .catch((err: unknown) => { this.log.error({ err, audit: entry }, 'audit entry could not be written; it is kept in this log line') })
-      .finally(() => { this.pending.delete(p) })
-    this.pending.add(p)
+    this.last = p
     return p
   }
 
   /** Waits for the entries still being written (on close, and in tests). */
   async flush (): Promise<void> {
-    await Promise.all([...this.pending])
+    await this.last
   }
 
   async list (q: AuditQuery): Promise<{ items: AuditView[], next_cursor: string | null }> {

@@ -11,6 +11,7 @@ import { formatRef, parseRef } from '../domain/feature-ref.js'
 import { formatDuration, formatTimestamp, parseDuration } from '../domain/time.js'
 import type { MonitorBody, MonitorPatch, MonitorQuery, MonitorView } from '../../routes/schemas/drift.js'
 import { effectiveThresholds, type DriftService } from './drift.js'
+import { BackgroundLoop } from './background-loop.js'
 
 const MIN_EVERY_MS = 1000
 /** Due monitors taken per look; the rest wait for the next look. */
@@ -26,13 +27,14 @@ const BATCH = 50
  * advisory lock is held during the run, so a slow run never overlaps its own next tick.
  */
 export class MonitorService {
-  private timer: NodeJS.Timeout | undefined
-  private current: Promise<void> | undefined
-  private stopped = true
   /** Set by stop(): a look in progress leaves its remaining monitors to the next look. */
   private closing = false
+  private readonly looker: BackgroundLoop
 
-  constructor (private readonly deps: AppDeps, private readonly drift: DriftService, private readonly log: FastifyBaseLogger) {}
+  constructor (private readonly deps: AppDeps, private readonly drift: DriftService, private readonly log: FastifyBaseLogger) {
+    this.looker = new BackgroundLoop(async () => { await this.tick() }, () => this.deps.config.MONITOR_POLL_MS,
+      (err) => { this.log.error({ err }, 'drift monitor look failed') })
+  }
 
   async create (body: MonitorBody): Promise<MonitorView> {
     const fields = await this.fields(body, '/body')
@@ -92,29 +94,15 @@ export class MonitorService {
   // The runner
 
   start (): void {
-    if (!this.stopped) return
-    this.stopped = false
+    if (this.looker.running) return
     this.closing = false
-    this.schedule(0)
+    this.looker.start(0)
   }
 
   /** Stops looking for ticks and waits for a run in progress to finish. */
   async stop (): Promise<void> {
-    this.stopped = true
     this.closing = true
-    if (this.timer) clearTimeout(this.timer)
-    this.timer = undefined
-    await this.current
-  }
-
-  private schedule (delayMs: number): void {
-    if (this.stopped) return
-    this.timer = setTimeout(() => {
-      this.current = this.tick()
-        .then(() => undefined, (err: unknown) => { this.log.error({ err }, 'drift monitor look failed') })
-        .finally(() => { this.current = undefined; this.schedule(this.deps.config.MONITOR_POLL_MS) })
-    }, delayMs)
-    this.timer.unref()
+    await this.looker.stop()
   }
 
   /** Runs every due tick this instance can claim; returns how many it ran. */

@@ -11,6 +11,7 @@ import { formatRef } from '../domain/feature-ref.js'
 import { assertName } from '../domain/names.js'
 import { formatTimestamp, parseTimestamp } from '../domain/time.js'
 import type { FeatureStats, FeatureStatsQuery } from '../../routes/schemas/stats.js'
+import { BackgroundLoop } from './background-loop.js'
 
 const BUCKET_MS: Record<StatsBucket, number> = { '1h': 3_600_000, '1d': 86_400_000 }
 /** Default range: the last week of hours, or the last 90 days. */
@@ -24,11 +25,15 @@ export const MAX_STATS_BUCKETS = 10_000
  * them and moves their watermarks; reads combine them with live aggregation above the watermark.
  */
 export class StatsService {
-  private timer: NodeJS.Timeout | undefined
-  private current: Promise<unknown> | undefined
-  private stopped = true
+  private readonly refresher: BackgroundLoop
 
-  constructor (private readonly deps: AppDeps, private readonly log: FastifyBaseLogger) {}
+  constructor (private readonly deps: AppDeps, log: FastifyBaseLogger) {
+    this.refresher = new BackgroundLoop(async () => {
+      const started = Date.now()
+      const report = await this.refreshNow()
+      if (report) log.debug({ report, ms: Date.now() - started }, 'statistics views refreshed')
+    }, () => this.deps.config.STATS_REFRESH_SECONDS * 1000, (err) => { log.error({ err }, 'statistics views refresh failed') })
+  }
 
   async featureStats (name: string, q: FeatureStatsQuery): Promise<FeatureStats> {
     assertName(name, 'name')
@@ -104,28 +109,11 @@ export class StatsService {
 
   /** postgres mode: refresh every STATS_REFRESH_SECONDS until stop(). TimescaleDB refreshes by its own policies. */
   start (): void {
-    if (this.deps.storageMode !== 'postgres' || !this.stopped) return
-    this.stopped = false
-    this.schedule()
+    if (this.deps.storageMode === 'postgres') this.refresher.start(this.deps.config.STATS_REFRESH_SECONDS * 1000)
   }
 
   async stop (): Promise<void> {
-    this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
-    this.timer = undefined
-    await this.current
-  }
-
-  private schedule (): void {
-    if (this.stopped) return
-    this.timer = setTimeout(() => {
-      const started = Date.now()
-      this.current = this.refreshNow()
-        .then((report) => { if (report) this.log.debug({ report, ms: Date.now() - started }, 'statistics views refreshed') },
-          (err: unknown) => { this.log.error({ err }, 'statistics views refresh failed') })
-        .finally(() => { this.current = undefined; this.schedule() })
-    }, this.deps.config.STATS_REFRESH_SECONDS * 1000)
-    this.timer.unref()
+    await this.refresher.stop()
   }
 }
 

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { AppDeps } from '../context.js'
 import { pruneWriteLog } from '../../db/write-log.js'
+import { BackgroundLoop } from './background-loop.js'
 
 /** How often the write log is pruned: it grows by one row per ingest and feature, retention drops values by chunks. */
 export const WRITE_LOG_PRUNE_MS = 3_600_000
@@ -14,11 +15,14 @@ const FIRST_PRUNE_MS = 60_000
  * scan). Any instance may prune; two at once delete the same rows, which is harmless.
  */
 export class WriteLogMaintenance {
-  private timer?: NodeJS.Timeout
-  private current?: Promise<unknown>
-  private stopped = true
+  private readonly loop: BackgroundLoop
 
-  constructor (private readonly deps: AppDeps, private readonly log: FastifyBaseLogger) {}
+  constructor (private readonly deps: AppDeps, log: FastifyBaseLogger) {
+    this.loop = new BackgroundLoop(async () => {
+      const dropped = await this.pruneNow()
+      if (dropped > 0) log.info({ dropped }, 'write log pruned: rows of values removed by retention')
+    }, () => WRITE_LOG_PRUNE_MS, (err) => { log.error({ err }, 'write log prune failed') })
+  }
 
   /** Prunes now; the number of log rows dropped. */
   async pruneNow (): Promise<number> {
@@ -26,26 +30,10 @@ export class WriteLogMaintenance {
   }
 
   start (): void {
-    if (this.deps.storageMode !== 'timescaledb' || !this.stopped) return
-    this.stopped = false
-    this.schedule(FIRST_PRUNE_MS)
+    if (this.deps.storageMode === 'timescaledb') this.loop.start(FIRST_PRUNE_MS)
   }
 
   async stop (): Promise<void> {
-    this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
-    this.timer = undefined
-    await this.current
-  }
-
-  private schedule (delayMs: number): void {
-    if (this.stopped) return
-    this.timer = setTimeout(() => {
-      this.current = this.pruneNow()
-        .then((dropped) => { if (dropped > 0) this.log.info({ dropped }, 'write log pruned: rows of values removed by retention') },
-          (err: unknown) => { this.log.error({ err }, 'write log prune failed') })
-        .finally(() => { this.current = undefined; this.schedule(WRITE_LOG_PRUNE_MS) })
-    }, delayMs)
-    this.timer.unref()
+    await this.loop.stop()
   }
 }
