@@ -244,6 +244,9 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
   }
 }
 
+/** A block was queued on a session that has since been retired (see joinPointInTime). */
+class SessionRetired extends Error {}
+
 /** Tests: called around each block's read (to stage lock queues between the sessions). */
 export interface JoinHooks {
   beforeRead?: (block: number) => Promise<void>
@@ -275,6 +278,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
     const before = busy.get(session)
     const answers = (async () => {
       await before?.catch(() => {})
+      if (!live.includes(session)) throw new SessionRetired()
       await hooks.beforeRead?.(b)
       const a = await answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
       hooks.afterRead?.(b)
@@ -293,11 +297,15 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
         try {
           answers = await read.answers
         } catch (err) {
-          if (!isLockTimeout(err) || live.length === 1) throw err
-          // retire the session (its transaction is aborted anyway), then read b elsewhere
-          live = live.filter((s) => s !== read.session)
-          await closePointInTimeSession(read.session)
-          if (live.length === 1) await waitForLocksFreely(live[0])
+          // a block queued behind a read that gave up: its session is gone, read it elsewhere
+          const orphan = err instanceof SessionRetired
+          if (!orphan && !(isLockTimeout(err) && live.length > 1)) throw err
+          if (!orphan) {
+            // retire the session (its transaction is aborted anyway), then read b elsewhere
+            live = live.filter((s) => s !== read.session)
+            await closePointInTimeSession(read.session)
+            if (live.length === 1) await waitForLocksFreely(live[0])
+          }
           start(b, live[0])
         }
       }

@@ -93,6 +93,37 @@ t.test('training set on two sessions: the blocked session is rolled back, its bl
   await staged!.release() // granted once the join ended
 })
 
+t.test('training set on three sessions: two blocked sessions are retired in turn, the third reads on', async (t) => {
+  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 8 } })
+  await seed(sql)
+  const features = await resolveFeatures(sql, ['price'], '/features')
+  const k = await soundCutoff(sql)
+  const source = { count: 150, entityAt: (i: number) => ENTITIES[(i * 3) % 5], timeAt: (i: number) => T0 + ((i * 53) % 400) * H, extraAt: () => ({}) }
+  const calm: BlockAnswers[] = []
+  for await (const { answers } of joinPointInTime(sql, features, source, 'known', k, 10, 3)) calm.push(answers)
+
+  // blocks 1 and 2 (sessions B and C) start once the exclusive request waits behind A
+  let firstRead!: () => void
+  const blockZeroRead = new Promise<void>((resolve) => { firstRead = resolve })
+  let staging: Promise<Awaited<ReturnType<typeof queueExclusiveLock>>> | undefined
+  const hooks = {
+    afterRead: (b: number) => { if (b === 0) firstRead() },
+    beforeRead: async (b: number) => {
+      if (b !== 1 && b !== 2) return
+      staging ??= blockZeroRead.then(async () => queueExclusiveLock(t, url))
+      await staging
+    },
+  }
+  const busy: BlockAnswers[] = []
+  for await (const { answers } of joinPointInTime(sql, features, source, 'known', k, 10, 3, hooks)) busy.push(answers)
+  t.same(rowsOf(busy), rowsOf(calm), 'the same answers as without the lock queue')
+  await (await staging!).release()
+  const [{ n }] = await sql<Array<{ n: number }>>`
+    SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND backend_type = 'client backend'`
+  t.equal(n, 0, 'no transaction left open')
+})
+
 t.test('drift check on two sessions: again on one session, same summary', async (t) => {
   const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
   const f = await seed(sql)
