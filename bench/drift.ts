@@ -115,7 +115,7 @@ const bench: Bench = {
       const inNode = async (): Promise<boolean> => {
         const pull = async (from: string, to: string): Promise<Float64Array> => {
           // the same point-in-time sample the check reads: latest correction per (entity, event_time)
-          // (TimescaleDB's SkipScan off, as the check has it: it makes this walk ten times slower)
+          // (TimescaleDB's SkipScan off, as the check has it: it makes this walk several times slower)
           const rows = await sql.begin(async (tx) => {
             await tx`SELECT set_config('timescaledb.enable_skipscan', 'off', true)`
             return tx<{ x: number }[]>`
