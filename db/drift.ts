@@ -100,6 +100,18 @@ const BIN_TABLES = ['drift_bins_0', 'drift_bins_1', 'drift_bins_2', 'drift_bins_
 interface Part { side: 0 | 1, spec: SampleSpec, table: number, session: ReservedSql }
 
 /**
+ * Two windows whose lengths differ by at most half: read one per session, they share the work
+ * about as well as in halves, with half the statements (each plans over the window's chunks on
+ * a hypertable, ~30 ms for 150 chunks) and half the bins to send.
+ */
+function similarWindows (a: SampleSpec, b: SampleSpec): boolean {
+  if (a.kind !== 'window' || b.kind !== 'window') return false
+  const la = a.toMs - a.fromMs
+  const lb = b.toMs - b.fromMs
+  return Math.max(la, lb) <= 1.5 * Math.min(la, lb)
+}
+
+/**
  * A window in two halves of its event-time range (each read on its own session), so that the
  * sessions share the work however unequal the windows are (a monitor's reference is often 30
  * times its current window). A pipeline run's dataset is one part.
@@ -121,9 +133,10 @@ function halves (s: SampleSpec): SampleSpec[] {
  *    cutoff (db/write-log.ts) is read as a plain range scan (a bitmap scan of its key range)
  *    instead of the point-in-time walk (index scan backwards + DISTINCT ON): the same rows,
  *    about a quarter less work.
- * 1. Each sample (the point-in-time values) is read once, in two halves of its time range: each
- *    session reads the first or the second half of both samples, at the same time as the other,
- *    and groups them by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
+ * 1. Each sample (the point-in-time values) is read once: two windows of about the same length
+ *    one per session; else in two halves of its time range, each session reading the first or
+ *    the second half of both samples. The sessions read at the same time, each grouping what
+ *    it reads by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
  *    (count, min, max, the sum of the offsets in the bin and their squared deviations, and the
  *    bin's values as an array) into a temporary table per part. Only the bins' numbers leave
  *    the database, packed (48 bytes a bin); the halves' bins add up.
@@ -182,10 +195,15 @@ async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec
     }
     await opts.beforeParts?.()
     const frame = binFrame(probe.lo, probe.hi, probe.mid, opts.fineBins ?? FINE_BINS)
-    // the first half of each sample on one session, the second on the other (or all on one)
+    // two windows of about the same length: one per session; else the first half of each
+    // sample on one session and the second on the other (or all on one session)
     const parts: Part[] = []
-    for (const [side, spec] of [[0, reference], [1, current]] as const) {
-      halves(spec).forEach((half, h) => parts.push({ side, spec: half, table: parts.length, session: h === 0 ? first : second }))
+    if (second !== first && similarWindows(reference, current)) {
+      parts.push({ side: 0, spec: reference, table: 0, session: first }, { side: 1, spec: current, table: 1, session: second })
+    } else {
+      for (const [side, spec] of [[0, reference], [1, current]] as const) {
+        halves(spec).forEach((half, h) => parts.push({ side, spec: half, table: parts.length, session: h === 0 ? first : second }))
+      }
     }
     const binsOf = new Map<Part, FineBins>()
     // every session's work settles before any failure is thrown (the sessions are then rolled

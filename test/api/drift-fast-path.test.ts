@@ -268,3 +268,23 @@ t.test('TimescaleDB: after retention drops chunks, the write log is pruned to wh
   const exact = await driftSummary(sql, whole, window(f, recent, k), quantileFractions(), { exactRead: true })
   same(t, fast, exact, 'fast read = exact read after the prune')
 })
+
+t.test('windows of unequal length are read in halves on the two sessions; equal ones one per session: same answers', async (t) => {
+  const { sql } = await buildTestApp(t)
+  const f = await insertDefinition(sql, { name: 'lopsided' })
+  await appendValues(sql, [...series(f, 'A', [REF[0], CUR[1]], 100), ...series(f, 'B', [REF[0], CUR[1]], 103)])
+  await appendValues(sql, [{ featureId: f, entityId: 'A', eventTimeMs: REF[0] + 30 * H, num: 500 }]) // a correction
+  const k = Date.now() + 1000
+  const want = async (ref: [number, number], cur: [number, number]): Promise<DriftSummary> =>
+    summarise(await expected(sql, f, ref, k), await expected(sql, f, cur, k))
+  for (const [label, ref, cur] of [
+    ['29:1', [REF[0], REF[0] + 29 * 20 * H], [REF[0] + 29 * 20 * H, REF[0] + 30 * 20 * H]],
+    ['1:3', [REF[0], REF[0] + 200 * H], [REF[0] + 200 * H, CUR[1]]],
+    ['1:1.4', [REF[0], REF[0] + 300 * H], [REF[0] + 300 * H, REF[0] + 720 * H]],
+  ] as Array<[string, [number, number], [number, number]]>) {
+    for (const exactRead of [false, true]) {
+      const got = await driftSummary(sql, window(f, ref, k), window(f, cur, k), quantileFractions(), { exactRead })
+      same(t, got, await want(ref, cur), `${label}${exactRead ? ', point-in-time read' : ''}`)
+    }
+  }
+})
