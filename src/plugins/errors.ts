@@ -54,6 +54,9 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
   }
   if (e instanceof SyntaxError) return problem(400, 'Bad Request', `The body is not valid JSON: ${e.message}`, base)
   if (e.code && PG_UNAVAILABLE.has(e.code)) return problem(503, 'Service Unavailable', 'The database is unavailable; retry shortly', base)
+  // a lock not granted within lock_timeout (set by an operator, or a join's own) or a deadlock
+  // PostgreSQL broke: nothing wrong with the request, and the next try usually succeeds
+  if (e.code === '55P03' || e.code === '40P01') return problem(503, 'Service Unavailable', 'The database could not take a lock in time (maintenance or a concurrent change held it); retry shortly', base)
   const fromDatabase = databaseRefusal(e)
   if (fromDatabase) return problem(fromDatabase.status, titleFor(fromDatabase.status), fromDatabase.detail, base)
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
