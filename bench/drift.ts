@@ -60,34 +60,41 @@ const bench: Bench = {
       const app = await buildApp({ config, sql: db.sql, storageMode: db.storageMode, databaseUrl: url }, { logger: false, backgroundJobs: false })
       await app.ready()
       const sql = db.sql
-      const f = await insertDefinition(sql, { name: 'bench_value' })
-      const half = PER_ENTITY / 2
-      // 10 entities x 100,000 hourly values: the first half around 100, the second shifted to 103
-      // (drift), normal with sd 10 (Box-Muller over mulberry32, seeded: every run checks the same
-      // values). One ingest transaction, as one POST /v1/values request writes them.
+      // `entities` x `hours` hourly values of a new feature: the first half around 100, the
+      // second shifted to 103 (drift), normal with sd 10 (Box-Muller over mulberry32, seeded:
+      // every run checks the same values). One ingest transaction, as one POST /v1/values
+      // request writes them.
       const uniform = seededRandom(42)
-      await sql.begin(async (tx) => {
-        const staging = new ValueStaging(tx)
-        for (let e = 0; e < ENTITIES; e++) {
-          for (let i = 0; i < PER_ENTITY; i++) {
-            const x = 100 + (i >= half ? 3 : 0) + 10 * standardNormal(uniform)
-            const wait = staging.add({ featureId: f, entityId: `E${e}`, eventTimeMs: T0 + i * H, num: x, text: null })
-            if (wait !== undefined) await wait
+      const load = async (name: string, prefix: string, entities: number, hours: number): Promise<number> => {
+        const id = await insertDefinition(sql, { name })
+        await sql.begin(async (tx) => {
+          const staging = new ValueStaging(tx)
+          for (let e = 0; e < entities; e++) {
+            for (let i = 0; i < hours; i++) {
+              const x = 100 + (i >= hours / 2 ? 3 : 0) + 10 * standardNormal(uniform)
+              const wait = staging.add({ featureId: id, entityId: `${prefix}${e}`, eventTimeMs: T0 + i * H, num: x, text: null })
+              if (wait !== undefined) await wait
+            }
           }
-        }
-        await staging.commit()
-      })
-      await sql`VACUUM ANALYZE feature_snapshots`
+          await staging.commit()
+        })
+        await sql`VACUUM ANALYZE feature_snapshots`
+        return id
+      }
+      /** POST /v1/drift/checks; the sample sizes and the verdict. */
+      const post = async (body: object): Promise<{ count: number, drifted: boolean }> => {
+        const res = await app.inject({ method: 'POST', url: '/v1/drift/checks', payload: body })
+        if (res.statusCode !== 201) throw new Error(`drift check failed: ${res.statusCode} ${res.body}`)
+        const answer = res.json()
+        return { count: answer.reference.count + answer.current.count, drifted: answer.drifted }
+      }
+      const f = await load('bench_value', 'E', ENTITIES, PER_ENTITY)
+      const half = PER_ENTITY / 2
       const mid = new Date(T0 + half * H).toISOString()
       const end = new Date(T0 + PER_ENTITY * H).toISOString()
       const payload = { feature: 'bench_value', reference: { from: new Date(T0).toISOString(), to: mid }, current: { from: mid, to: end }, methods: [...DRIFT_METHODS] }
 
-      const check = async (): Promise<{ count: number, drifted: boolean }> => {
-        const res = await app.inject({ method: 'POST', url: '/v1/drift/checks', payload })
-        if (res.statusCode !== 201) throw new Error(`drift check failed: ${res.statusCode} ${res.body}`)
-        const body = res.json()
-        return { count: body.reference.count + body.current.count, drifted: body.drifted }
-      }
+      const check = async (): Promise<{ count: number, drifted: boolean }> => post(payload)
       await check() // warm-up: plans, buffers
       const checkMs: number[] = []
       let last = { count: 0, drifted: false }
@@ -99,12 +106,7 @@ const bench: Bench = {
       const split = new Date(T0 + Math.round(PER_ENTITY * 29 / 30) * H).toISOString()
       const lopsided = { ...payload, reference: { from: payload.reference.from, to: split }, current: { from: split, to: end } }
       const lopsidedMs: number[] = []
-      for (let i = 0; i < RUNS; i++) {
-        lopsidedMs.push((await timed(async () => {
-          const res = await app.inject({ method: 'POST', url: '/v1/drift/checks', payload: lopsided })
-          if (res.statusCode !== 201) throw new Error(`drift check failed: ${res.statusCode} ${res.body}`)
-        })).ms)
-      }
+      for (let i = 0; i < RUNS; i++) lopsidedMs.push((await timed(async () => post(lopsided))).ms)
 
       const scan = async (): Promise<number> => {
         const [row] = await sql<{ n: number }[]>`
@@ -149,31 +151,13 @@ const bench: Bench = {
       // the usual shape of a monitor's data: many entities over weeks (1,000 entities x 1,000
       // hours), a million values again, in another feature; on a hypertable a few large chunks
       // instead of hundreds of small ones
-      const g = await insertDefinition(sql, { name: 'bench_wide' })
-      await sql.begin(async (tx) => {
-        const staging = new ValueStaging(tx)
-        for (let e = 0; e < WIDE_ENTITIES; e++) {
-          for (let i = 0; i < WIDE_HOURS; i++) {
-            const x = 100 + (i >= WIDE_HOURS / 2 ? 3 : 0) + 10 * standardNormal(uniform)
-            const wait = staging.add({ featureId: g, entityId: `W${e}`, eventTimeMs: T0 + i * H, num: x, text: null })
-            if (wait !== undefined) await wait
-          }
-        }
-        await staging.commit()
-      })
-      await sql`VACUUM ANALYZE feature_snapshots`
+      await load('bench_wide', 'W', WIDE_ENTITIES, WIDE_HOURS)
       const wideMid = new Date(T0 + (WIDE_HOURS / 2) * H).toISOString()
       const wide = { ...payload, feature: 'bench_wide', reference: { from: payload.reference.from, to: wideMid }, current: { from: wideMid, to: new Date(T0 + WIDE_HOURS * H).toISOString() } }
-      const wideCheck = async (): Promise<number> => {
-        const res = await app.inject({ method: 'POST', url: '/v1/drift/checks', payload: wide })
-        if (res.statusCode !== 201) throw new Error(`drift check failed: ${res.statusCode} ${res.body}`)
-        const body = res.json()
-        return body.reference.count + body.current.count
-      }
-      await wideCheck()
+      await post(wide)
       const wideMs: number[] = []
       let wideCount = 0
-      for (let i = 0; i < RUNS; i++) { const r = await timed(wideCheck); wideMs.push(r.ms); wideCount = r.value }
+      for (let i = 0; i < RUNS; i++) { const r = await timed(async () => post(wide)); wideMs.push(r.ms); wideCount = r.value.count }
       await app.close()
 
       const checkS = median(checkMs) / 1000

@@ -98,6 +98,9 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
         await setUp(conn)
       }
     }
+    if (sessions.length > 1) {
+      await Promise.all(sessions.map(async (s) => s`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`))
+    }
   } catch (err) {
     // every connection reserved so far, including extras not yet set up, goes back
     for (const r of await Promise.allSettled(extras)) {
@@ -105,14 +108,6 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
     }
     await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
     throw err
-  }
-  if (sessions.length > 1) {
-    try {
-      await Promise.all(sessions.map(async (s) => s`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`))
-    } catch (err) {
-      await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
-      throw err
-    }
   }
   return sessions
 }

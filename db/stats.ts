@@ -28,7 +28,6 @@ export interface StatsQuery {
   toMs: number
 }
 
-
 /** The postgres-mode materialized views and how their watermarks are set at a refresh. */
 const VIEWS = {
   hourly: 'feature_stats_hourly',

@@ -70,7 +70,6 @@ export async function logWrites (tx: TxSql, stamp: string, ranges: WrittenRange[
 /** A window of one feature (optionally one entity), [fromMs, toMs), read at cutoff cutoffMs. */
 export interface LoggedWindow { featureId: number, entityId?: string, fromMs: number, toMs: number, cutoffMs: number }
 
-
 /**
  * Past this many logged writes in a window the proof is not attempted (the window is read
  * point-in-time): a store written in many small transactions (a value a minute) would make the
@@ -130,8 +129,8 @@ export async function windowHasNoCorrections (sql: Queryable, w: LoggedWindow): 
  *
  * One statement, one snapshot: a write committed before it has its values counted in the
  * minimum, so its own log row (which ends at or after that minimum) stays; a write committing
- * during it is not seen by the DELETE at all. The minimum is cheap on a hypertable (the newest
- * chunk-ordered index scan) and a full scan on a plain table, so the service runs this in
+ * during it is not seen by the DELETE at all. The minimum is cheap on a hypertable (an index scan
+ * of the oldest chunk) and a full scan on a plain table, so the service runs this in
  * TimescaleDB mode only.
  */
 export async function pruneWriteLog (sql: Sql): Promise<number> {

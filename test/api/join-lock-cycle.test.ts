@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { buildTestApp } from '../lib/helper.js'
-import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
+import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
 import { connect, type Sql } from '../../db/connection.js'
 import { JOIN_LOCK_TIMEOUT_MS } from '../../db/point-in-time.js'
 import { driftSummary, type SampleSpec } from '../../db/drift.js'
@@ -118,10 +118,7 @@ t.test('training set on three sessions: two blocked sessions are retired in turn
   for await (const { answers } of joinPointInTime(sql, features, source, 'known', k, 10, 3, hooks)) busy.push(answers)
   t.same(rowsOf(busy), rowsOf(calm), 'the same answers as without the lock queue')
   await (await staging!).release()
-  const [{ n }] = await sql<Array<{ n: number }>>`
-    SELECT count(*)::int AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND backend_type = 'client backend'`
-  t.equal(n, 0, 'no transaction left open')
+  t.equal(await transactionsOpen(sql), 0, 'no transaction left open')
 })
 
 t.test('drift check on two sessions: again on one session, same summary', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildTestApp } from '../lib/helper.js'
-import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
+import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
 import { closePointInTimeSession, openPointInTimeSessions } from '../../db/point-in-time.js'
 import type { Sql } from '../../db/connection.js'
 import type { AnsweredRows } from '../../src/domain/training-output.js'
@@ -51,13 +51,6 @@ async function collect (service: TrainingSetService, request: object, between?: 
     await between?.(b++)
   }
   return out
-}
-
-async function transactionsOpen (sql: Sql): Promise<number> {
-  const [{ n }] = await sql<Array<{ n: number }>>`
-    SELECT count(*)::int AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND backend_type = 'client backend'`
-  return n
 }
 
 for (const pointInTime of ['event', 'known'] as const) {

@@ -39,3 +39,11 @@ export async function appendValues (sql: Sql, rows: RawValue[]): Promise<string>
     return (await staging.commit()).ingestedAt
   }) as Promise<string>
 }
+
+/** Other client sessions of this database inside a transaction (a join must leave none open). */
+export async function transactionsOpen (sql: Sql): Promise<number> {
+  const [{ n }] = await sql<Array<{ n: number }>>`
+    SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND backend_type = 'client backend'`
+  return n
+}
