@@ -127,9 +127,31 @@ export function isLockTimeout (err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '55P03'
 }
 
-/** The session is now the join's only one: it may wait for locks as long as it takes. */
+/**
+ * The session is now the join's only one: it waits for locks as any other query does (the
+ * server's lock_timeout, if an operator set one, else as long as it takes), for the rest of its
+ * transaction. Called at the transaction's top level (not inside a block's savepoint, whose
+ * rollback would undo it).
+ */
 export async function waitForLocksFreely (conn: ReservedSql): Promise<void> {
-  await conn`SELECT set_config('lock_timeout', '0', true)`
+  await conn`SET LOCAL lock_timeout TO DEFAULT`
+}
+
+/**
+ * A block's read on a session of a join with several sessions is undone to here when its lock
+ * wait runs out while the session has become the join's last (blockSavepoint, then one of
+ * releaseBlockSavepoint or rollbackToBlockSavepoint).
+ */
+export async function blockSavepoint (conn: ReservedSql): Promise<void> {
+  await conn`SAVEPOINT join_block`
+}
+
+export async function releaseBlockSavepoint (conn: ReservedSql): Promise<void> {
+  await conn`RELEASE SAVEPOINT join_block`
+}
+
+export async function rollbackToBlockSavepoint (conn: ReservedSql): Promise<void> {
+  await conn`ROLLBACK TO SAVEPOINT join_block`
 }
 
 /** Reserves a connection, counted from the call (before it is given) until it is released. */

@@ -2,7 +2,7 @@ import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { findContractVersion, findCurrentContract } from '../../db/contracts.js'
-import { closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, waitForLocksFreely, type ReservedSql } from '../../db/point-in-time.js'
+import { blockSavepoint, closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, releaseBlockSavepoint, rollbackToBlockSavepoint, waitForLocksFreely, type ReservedSql } from '../../db/point-in-time.js'
 import type { EntityRowInput, TrainingSetRequest } from '../../routes/schemas/training-sets.js'
 import { BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import type { FeatureDefinition } from '../domain/feature.js'
@@ -244,7 +244,7 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
   }
 }
 
-/** A block was queued on a session that has since been retired (see joinPointInTime). */
+/** A block's session was retired, or the block was queued on one (see joinPointInTime). */
 class SessionRetired extends Error {}
 
 /** Tests: called around each block's read (to stage lock queues between the sessions). */
@@ -262,17 +262,52 @@ export interface JoinHooks {
  *
  * A session whose read gave up waiting for a lock (JOIN_LOCK_TIMEOUT_MS: the wait may be part
  * of a cycle through another session of the join) is rolled back, which releases its locks,
- * and its block is read again on a remaining session; the last one waits as long as it takes.
- * Every session reads the same snapshot, so the answers do not change.
+ * and its block is read again on a remaining session. The last session waits for locks as long
+ * as it takes; a wait of its own that began before it was the last and ran out is undone to the
+ * start of its block (a savepoint) and waited out. Every session reads the same snapshot, so
+ * the answers do not change.
  */
 export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1, hooks: JoinHooks = {}): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
   if (source.count === 0) return
   const blocks = Math.ceil(source.count / blockRows)
   let live = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
+  // sessions without the join's lock timeout: a join's only session never had it
+  const unbounded = new Set(live.length === 1 ? live : [])
   const reads = new Map<number, { session: ReservedSql, answers: Promise<BlockAnswers> }>()
   // a session reads one block at a time (a read is several statements on its temporary table):
   // a block given to a session that is still reading waits for the read before it
   const busy = new Map<ReservedSql, Promise<unknown>>()
+  const read = async (b: number, session: ReservedSql): Promise<BlockAnswers> =>
+    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
+  const guardedRead = async (b: number, session: ReservedSql): Promise<BlockAnswers> => {
+    if (live.length === 1 && !unbounded.has(session)) {
+      await waitForLocksFreely(session)
+      unbounded.add(session)
+    }
+    if (unbounded.has(session)) return read(b, session)
+    await blockSavepoint(session)
+    let answers: BlockAnswers
+    try {
+      answers = await read(b, session)
+    } catch (err) {
+      if (!isLockTimeout(err)) throw err
+      if (live.length > 1) {
+        // the wait may close a cycle through another session: this session is rolled back
+        // whole (releasing its locks) and its block read elsewhere (`live` changes before any
+        // await, so of two sessions failing at once exactly one is retired)
+        live = live.filter((s) => s !== session)
+        await closePointInTimeSession(session)
+        throw new SessionRetired()
+      }
+      // the join's last session (the others were retired meanwhile): alone it closes no cycle
+      await rollbackToBlockSavepoint(session)
+      await waitForLocksFreely(session)
+      unbounded.add(session)
+      return read(b, session)
+    }
+    await releaseBlockSavepoint(session)
+    return answers
+  }
   let next = 0
   const start = (b: number, session: ReservedSql): void => {
     const before = busy.get(session)
@@ -280,7 +315,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
       await before?.catch(() => {})
       if (!live.includes(session)) throw new SessionRetired()
       await hooks.beforeRead?.(b)
-      const a = await answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
+      const a = await guardedRead(b, session)
       hooks.afterRead?.(b)
       return a
     })()
@@ -293,19 +328,11 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
     for (let b = 0; b < blocks; b++) {
       let answers: BlockAnswers | undefined
       while (answers === undefined) {
-        const read = reads.get(b)!
         try {
-          answers = await read.answers
+          answers = await reads.get(b)!.answers
         } catch (err) {
-          // a block queued behind a read that gave up: its session is gone, read it elsewhere
-          const orphan = err instanceof SessionRetired
-          if (!orphan && !(isLockTimeout(err) && live.length > 1)) throw err
-          if (!orphan) {
-            // retire the session (its transaction is aborted anyway), then read b elsewhere
-            live = live.filter((s) => s !== read.session)
-            await closePointInTimeSession(read.session)
-            if (live.length === 1) await waitForLocksFreely(live[0])
-          }
+          // its session was retired (by this read or one before it): read it on one still live
+          if (!(err instanceof SessionRetired)) throw err
           start(b, live[0])
         }
       }

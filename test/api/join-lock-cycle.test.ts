@@ -147,3 +147,51 @@ t.test('drift check on two sessions: again on one session, same summary', async 
   t.ok(ms >= JOIN_LOCK_TIMEOUT_MS * 0.9, `the second session gave up after its lock timeout (${ms} ms)`)
   await released
 })
+
+/**
+ * Another client holds an ACCESS EXCLUSIVE lock on feature_snapshots (granted at once) until
+ * `release()`.
+ */
+async function holdExclusiveLock (t: Test, url: string): Promise<{ release: () => Promise<void> }> {
+  const other = connect(url, { max: 1 })
+  t.teardown(async () => { await other.end({ timeout: 1 }) })
+  const conn = await other.reserve()
+  await conn`BEGIN`
+  await conn`LOCK TABLE feature_snapshots IN ACCESS EXCLUSIVE MODE`
+  let released = false
+  return { release: async () => { if (released) return; released = true; await conn`COMMIT`; conn.release() } }
+}
+
+t.test('training set on two sessions: a wait outlasting the lock timeout on every session ends on the last one, which waits it out', async (t) => {
+  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  await seed(sql)
+  const features = await resolveFeatures(sql, ['price'], '/features')
+  const k = await soundCutoff(sql)
+  const source = { count: 120, entityAt: (i: number) => ENTITIES[(i * 2) % 5], timeAt: (i: number) => T0 + ((i * 41) % 400) * H + 30_000, extraAt: () => ({}) }
+  for (const mode of ['event', 'known'] as const) {
+    const calm: BlockAnswers[] = []
+    for await (const { answers } of joinPointInTime(sql, features, source, mode, k, 10, 2)) calm.push(answers)
+
+    // a maintenance job holds the values exclusively for 1.5 lock timeouts, from before the
+    // first read: both sessions wait, both give up after the timeout; one is retired (its block
+    // goes to the other), the last one goes back to the start of its block and waits it out
+    let releasing: Promise<void> | undefined
+    let staging: Promise<void> | undefined
+    const hooks = {
+      beforeRead: async () => {
+        staging ??= holdExclusiveLock(t, url).then((held) => {
+          releasing = new Promise((resolve) => setTimeout(resolve, JOIN_LOCK_TIMEOUT_MS * 1.5)).then(async () => held.release())
+        })
+        await staging
+      },
+    }
+    const started = Date.now()
+    const busy: BlockAnswers[] = []
+    for await (const { answers } of joinPointInTime(sql, features, source, mode, k, 10, 2, hooks)) busy.push(answers)
+    const ms = Date.now() - started
+    await releasing
+    t.same(rowsOf(busy), rowsOf(calm), `${mode}: the same answers as without the lock`)
+    t.ok(ms >= JOIN_LOCK_TIMEOUT_MS * 1.4, `${mode}: the join waited for the lock to be released (${ms} ms)`)
+    t.equal(await transactionsOpen(sql), 0, `${mode}: no transaction left open`)
+  }
+})
