@@ -126,3 +126,15 @@ export async function pipelineRunsUsing (sql: Queryable, names: string[], recent
     ) c
     WHERE c.total > 0`]
 }
+
+/** How many pipeline runs (each counted once) pinned at least one of the features `names`. */
+export async function countPipelineRunsUsingAny (sql: Queryable, names: string[]): Promise<number> {
+  if (names.length === 0) return 0
+  const [t] = await sql<{ exists: boolean }[]>`SELECT to_regclass('pipeline_runs') IS NOT NULL AS exists`
+  if (!t.exists) return 0
+  const [{ n }] = await sql<{ n: number }[]>`
+    SELECT count(DISTINCT p.id)::int AS n
+    FROM unnest(${names}::text[]) AS u(name)
+    JOIN pipeline_runs p ON p.features @> jsonb_build_array(jsonb_build_object('name', u.name)) AND p.kind = 'run'`
+  return n
+}

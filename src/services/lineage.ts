@@ -1,5 +1,5 @@
 import type { Sql } from '../../db/connection.js'
-import { contractsUsing, pipelineRunsUsing, summariseFeatures, walkLineage, type LineageDirection } from '../../db/lineage.js'
+import { contractsUsing, countPipelineRunsUsingAny, pipelineRunsUsing, summariseFeatures, walkLineage, type LineageDirection } from '../../db/lineage.js'
 import { NotFoundError } from '../domain/errors.js'
 import { assertName } from '../domain/names.js'
 import type { Lineage, LineageQuery } from '../../routes/schemas/lineage.js'
@@ -46,6 +46,11 @@ export class LineageService {
     const touched = new Set(nodes.filter((n) => n.relation !== 'upstream').map((n) => n.name))
     const impactContracts = new Map<string, { name: string, version: number, status: string }>()
     for (const c of contracts) if (touched.has(c.feature)) impactContracts.set(`${c.name}@${c.version}`, { name: c.name, version: c.version, status: c.status })
+    // a run that pinned several touched features is one run
+    const touchedWithRuns = runs.filter((r) => touched.has(r.feature)).map((r) => r.feature)
+    const impactRuns = touchedWithRuns.length <= 1
+      ? runs.find((r) => touched.has(r.feature))?.total ?? 0
+      : await countPipelineRunsUsingAny(this.sql, touchedWithRuns)
     return {
       feature: name,
       direction,
@@ -56,7 +61,7 @@ export class LineageService {
         features: nodes.filter((n) => n.relation === 'downstream').map((n) => n.name),
         contracts: [...impactContracts.values()],
         active_contracts: [...impactContracts.values()].filter((c) => c.status === 'active').length,
-        pipeline_runs: runs.filter((r) => touched.has(r.feature)).reduce((s, r) => s + r.total, 0),
+        pipeline_runs: impactRuns,
       },
     }
   }

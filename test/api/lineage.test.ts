@@ -144,3 +144,22 @@ t.test('the recursive CTE walks like the dependency graph of the registry, on ra
   }
   t.equal(compared, 60)
 })
+
+t.test('impact counts a pipeline run that pinned several touched features once', async (t) => {
+  const ctx = await buildTestApp(t)
+  const base = await insertDefinition(ctx.sql, { name: 'base' })
+  const derived = await insertDefinition(ctx.sql, { name: 'derived' })
+  const other = await insertDefinition(ctx.sql, { name: 'other' })
+  await edge(ctx.sql, derived, 'base')
+  const run = async (features: Array<{ name: string, version: number, id: number }>) => ctx.sql`
+    INSERT INTO pipeline_runs (id, started_at, kind, name, status, features, point_in_time, cutoff, entity_spec)
+    VALUES (${randomUUID()}, now(), 'run', 'train', 'succeeded', ${ctx.sql.json(features as never)}, 'event', now(), ${ctx.sql.json({ type: 'rows', row_count: 0 } as never)})`
+  await run([{ name: 'base', version: 1, id: base }, { name: 'derived', version: 1, id: derived }])
+  await run([{ name: 'derived', version: 1, id: derived }])
+  await run([{ name: 'other', version: 1, id: other }])
+  const body = (await ctx.app.inject({ method: 'GET', url: '/v1/features/base/lineage' })).json()
+  t.same(body.nodes.map((n: { name: string, pipeline_runs: { count: number } }) => [n.name, n.pipeline_runs.count]), [['base', 1], ['derived', 2]])
+  t.equal(body.impact.pipeline_runs, 2, 'two runs pinned base or derived (one of them both)')
+  const up = (await ctx.app.inject({ method: 'GET', url: '/v1/features/derived/lineage?direction=upstream' })).json()
+  t.equal(up.impact.pipeline_runs, 2, 'upstream features are not touched by a change of derived')
+})
