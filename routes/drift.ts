@@ -19,7 +19,7 @@ export default async function driftRoutes (app: App): Promise<void> {
         + 'wasserstein (Wasserstein-1 distance divided by the reference sample stddev, drift at >= 0.1). Computed in the database. '
         + 'With fewer than DRIFT_MIN_SAMPLES (default 30) values on either side the result is `insufficient_data`, with no statistic. Every check is written to the drift log (one row per method).',
       body: DriftCheckBody,
-      response: { 201: DriftCheckResult, ...problems(400, 401, 403, 404, 422, 429, 503) },
+      response: { 201: DriftCheckResult, ...problems(400, 401, 403, 422, 429, 503) },
     },
   }, async (request, reply) => {
     const result = await app.services.drift.checkRequest(request.body)
@@ -78,7 +78,7 @@ export default async function driftRoutes (app: App): Promise<void> {
       summary: 'Create a drift monitor',
       description: 'A drift check that runs on a schedule over windows relative to the moment it runs: reference [now - offset - length, now - offset), likewise current. The first tick is due at once; then every `schedule.every` (at least 1s). With several service instances each tick runs exactly once; ticks missed while no instance ran are run once, not once each. Results go to the drift log with the monitor id.',
       body: MonitorBody,
-      response: { 201: MonitorView, ...problems(400, 401, 403, 404, 409, 422, 429, 503) },
+      response: { 201: MonitorView, ...problems(400, 401, 403, 409, 422, 429, 503) },
     },
   }, async (request, reply) => {
     const monitor = await app.services.monitors.create(request.body)

@@ -21,7 +21,7 @@ export function refProblem (ref: unknown): string | undefined {
 
 export function parseRef (ref: string, path = 'feature'): FeatureRef {
   const problem = refProblem(ref)
-  if (problem) throw new BadRequestError(`Invalid reference '${ref}': ${problem}`, [{ path, message: problem }])
+  if (problem) throw new BadRequestError(`Invalid reference '${ref}': ${problem}`, [{ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'ref', message: problem }])
   const at = ref.indexOf('@')
   return at < 0 ? { name: ref } : { name: ref.slice(0, at), version: Number(ref.slice(at + 1)) }
 }

@@ -31,13 +31,13 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
   }
   const e = err as FastifyError & { code?: string, validationContext?: string }
   if (e.validation) {
-    const errors: FieldError[] = e.validation.map((v) => {
+    const errors: FieldError[] = mergeChoices(e.validation).map((v) => {
       const params = v.params as Record<string, unknown>
       let path = `/${e.validationContext ?? 'body'}${v.instancePath}`
       if (typeof params?.missingProperty === 'string') path += `/${params.missingProperty}`
       if (typeof params?.additionalProperty === 'string') path += `/${params.additionalProperty}`
       const rowMatch = /^\/body\/(?:rows|entity_rows|entities)\/(\d+)/.exec(path)
-      return { path, message: v.message ?? 'is invalid', ...(rowMatch ? { row: Number(rowMatch[1]) } : {}) }
+      return { path, ...(rowMatch ? { row: Number(rowMatch[1]) } : {}), field: fieldOf(path), rule: v.keyword, message: v.message ?? 'is invalid' }
     })
     return problem(400, 'Bad Request', `Request ${e.validationContext ?? 'body'} is invalid: ${errors.map((x) => `${x.path} ${x.message}`).slice(0, 5).join('; ')}`, base, { errors })
   }
@@ -58,11 +58,91 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
   // PostgreSQL broke: nothing wrong with the request, and the next try usually succeeds
   if (e.code === '55P03' || e.code === '40P01') return problem(503, 'Service Unavailable', 'The database could not take a lock in time (maintenance or a concurrent change held it); retry shortly', base)
   const fromDatabase = databaseRefusal(e)
-  if (fromDatabase) return problem(fromDatabase.status, titleFor(fromDatabase.status), fromDatabase.detail, base)
+  if (fromDatabase) {
+    // text cannot hold NUL: name the field of the request that has one
+    const nul = (e.code === '22021' || e.code === '22P05') && request !== undefined ? findNul(request) : undefined
+    if (nul !== undefined) {
+      return problem(400, 'Bad Request', `${nul} contains a NUL character (\\u0000), which text values cannot hold`, base,
+        { errors: [{ path: nul, field: fieldOf(nul), rule: 'no_nul_character', message: 'contains a NUL character (\\u0000)' }] })
+    }
+    return problem(fromDatabase.status, titleFor(fromDatabase.status), fromDatabase.detail, base)
+  }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return problem(e.statusCode, titleFor(e.statusCode), e.message, base)
   }
   return problem(500, 'Internal Server Error', 'An unexpected error occurred; it has been logged with the request id', base)
+}
+
+type ValidationIssue = NonNullable<FastifyError['validation']>[number]
+
+/**
+ * A choice among fixed values (a union of literals: anyOf of const) fails with one "must be
+ * equal to constant" per choice and a "must match a schema in anyOf": said once instead, with
+ * the values allowed. Other failures are kept as they are (identical ones once).
+ */
+function mergeChoices (issues: ValidationIssue[]): ValidationIssue[] {
+  const dropped = new Set<ValidationIssue>()
+  const merged = new Map<ValidationIssue, ValidationIssue>()
+  for (const any of issues) {
+    if (any.keyword !== 'anyOf') continue
+    const branches = issues.filter((v) => v !== any && v.instancePath === any.instancePath && (v.schemaPath ?? '').startsWith(`${any.schemaPath}/`))
+    if (branches.length === 0 || !branches.every((v) => v.keyword === 'const' || v.keyword === 'enum')) continue
+    const allowed = branches.flatMap((v) => {
+      const p = v.params as { allowedValue?: unknown, allowedValues?: unknown[] }
+      return v.keyword === 'const' ? [p.allowedValue] : (p.allowedValues ?? [])
+    })
+    for (const b of branches) dropped.add(b)
+    merged.set(any, { ...any, keyword: 'enum', params: { allowedValues: allowed }, message: `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}` })
+  }
+  const seen = new Set<string>()
+  const out: ValidationIssue[] = []
+  for (const v of issues) {
+    if (dropped.has(v)) continue
+    const issue = merged.get(v) ?? v
+    const key = `${issue.instancePath}\u0000${issue.keyword}\u0000${issue.message ?? ''}\u0000${JSON.stringify(issue.params ?? {})}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push(issue)
+  }
+  return out
+}
+
+/** Strings and keys looked at, at most, to find a NUL character in a refused request. */
+const NUL_SEARCH_LIMIT = 1_000_000
+
+/**
+ * The JSON pointer (/params, /querystring or /body) of the first string or key of the request
+ * that holds a NUL character; undefined when there is none (or it lies beyond the search limit).
+ */
+export function findNul (request: Pick<FastifyRequest, 'params' | 'query' | 'body'>): string | undefined {
+  let budget = NUL_SEARCH_LIMIT
+  const escape = (k: string): string => k.replace(/~/g, '~0').replace(/\//g, '~1')
+  const walk = (v: unknown, path: string): string | undefined => {
+    if (--budget < 0) return undefined
+    if (typeof v === 'string') return v.includes('\u0000') ? path : undefined
+    if (v === null || typeof v !== 'object' || Buffer.isBuffer(v)) return undefined
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const found = walk(v[i], `${path}/${i}`)
+        if (found !== undefined || budget < 0) return found
+      }
+      return undefined
+    }
+    for (const [k, x] of Object.entries(v)) {
+      if (k.includes('\u0000')) return `${path}/${escape(k)}`
+      const found = walk(x, `${path}/${escape(k)}`)
+      if (found !== undefined || budget < 0) return found
+    }
+    return undefined
+  }
+  return walk(request.params, '/params') ?? walk(request.query, '/querystring') ?? walk(request.body, '/body')
+}
+
+/** The name of the field a path ends at: its last segment that is not an array index. */
+function fieldOf (path: string): string | undefined {
+  const segments = path.split('/')
+  for (let i = segments.length - 1; i > 1; i--) if (!/^\d+$/.test(segments[i]) && segments[i] !== '') return segments[i].replace(/~1/g, '/').replace(/~0/g, '~')
+  return undefined
 }
 
 /**

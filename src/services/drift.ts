@@ -11,7 +11,7 @@ import {
   DEFAULT_THRESHOLDS, DRIFT_METHODS, judgeDrift, quantileFractions,
   type DriftMethod, type DriftVerdict, type SampleSummary,
 } from '../domain/drift-stats.js'
-import { BadRequestError, NotFoundError, UnprocessableError, type FieldError } from '../domain/errors.js'
+import { BadRequestError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import type { FeatureDefinition } from '../domain/feature.js'
 import { formatTimestamp, parseDuration, parseTimestamp } from '../domain/time.js'
@@ -57,29 +57,29 @@ export class DriftService {
     const time = (v: unknown, path: string): number => {
       const t = parseTimestamp(v)
       if (t.ok) return t.ms
-      errors.push({ path, field: path.split('/').pop(), message: t.message })
+      errors.push({ path, field: path.split('/').pop(), rule: 'timestamp', message: t.message })
       return Number.NaN
     }
     const current = { fromMs: time(body.current.from, '/body/current/from'), toMs: time(body.current.to, '/body/current/to') }
     let reference: ResolvedCheck['reference']
     const ref = body.reference
     if (ref.pipeline_run !== undefined) {
-      if (ref.from !== undefined || ref.to !== undefined) errors.push({ path: '/body/reference', message: 'give either from and to, or pipeline_run, not both' })
-      if (!UUID_RE.test(ref.pipeline_run)) errors.push({ path: '/body/reference/pipeline_run', field: 'pipeline_run', message: 'must be the id (a UUID) of a pipeline run' })
+      if (ref.from !== undefined || ref.to !== undefined) errors.push({ path: '/body/reference', field: 'reference', rule: 'one_of_window_run', message: 'give either from and to, or pipeline_run, not both' })
+      if (!UUID_RE.test(ref.pipeline_run)) errors.push({ path: '/body/reference/pipeline_run', field: 'pipeline_run', rule: 'uuid', message: 'must be the id (a UUID) of a pipeline run' })
       reference = { pipelineRun: ref.pipeline_run.toLowerCase() }
     } else if (ref.from !== undefined && ref.to !== undefined) {
       reference = { fromMs: time(ref.from, '/body/reference/from'), toMs: time(ref.to, '/body/reference/to') }
     } else {
-      errors.push({ path: '/body/reference', message: 'needs either from and to (a time window) or pipeline_run' })
+      errors.push({ path: '/body/reference', field: 'reference', rule: 'one_of_window_run', message: 'needs either from and to (a time window) or pipeline_run' })
       reference = { fromMs: Number.NaN, toMs: Number.NaN }
     }
     for (const [w, path] of [[current, '/body/current'], [reference, '/body/reference']] as const) {
       if ('fromMs' in w && Number.isFinite(w.fromMs) && Number.isFinite(w.toMs) && w.fromMs >= w.toMs) {
-        errors.push({ path: `${path}/to`, field: 'to', message: 'must be later than from (windows are [from, to))' })
+        errors.push({ path: `${path}/to`, field: 'to', rule: 'range', message: 'must be later than from (windows are [from, to))' })
       }
     }
     const asOfMs = body.as_of_system_time === undefined ? undefined : time(body.as_of_system_time, '/body/as_of_system_time')
-    if (errors.length > 0) throw new BadRequestError(`The drift check is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+    if (errors.length > 0) throw new UnprocessableError(`The drift check is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     return this.check({
       feature: body.feature,
       entityId: body.entity_id,
@@ -167,12 +167,12 @@ export class DriftService {
     const ref = parseRef(feature, '/body/feature')
     const found = (await findDefinitionsByRefs(this.deps.sql, [ref])).get(formatRef(ref))
     if (!found) {
-      throw new NotFoundError(ref.version === undefined
+      throw new UnprocessableError(ref.version === undefined
         ? `Feature '${ref.name}' has no active version`
-        : `Feature '${formatRef(ref)}' does not exist`)
+        : `Feature '${formatRef(ref)}' does not exist`, [{ path: '/body/feature', field: 'feature', rule: 'unknown_feature', message: `'${formatRef(ref)}' is not a feature with ${ref.version === undefined ? 'an active version' : 'that version'}` }])
     }
     if (found.dtype === 'string') {
-      throw new UnprocessableError(`Feature '${found.name}' is of dtype string: drift is measured on numeric features (float64, int64, bool)`, [{ path: '/body/feature', field: 'feature', message: 'must be a numeric feature' }])
+      throw new UnprocessableError(`Feature '${found.name}' is of dtype string: drift is measured on numeric features (float64, int64, bool)`, [{ path: '/body/feature', field: 'feature', rule: 'numeric_feature', message: 'must be a numeric feature' }])
     }
     return found
   }
@@ -180,11 +180,11 @@ export class DriftService {
   /** The dataset of a pipeline run as a reference sample: its pinned version of the feature, its cutoff and mode. */
   private async runReference (runId: string, def: FeatureDefinition, entityId?: string): Promise<{ spec: SampleSpec, side: Record<string, unknown> }> {
     const run = await findRunForDrift(this.deps.sql, runId)
-    if (!run) throw new NotFoundError(`Pipeline run ${runId} does not exist`)
+    if (!run) throw new UnprocessableError(`Pipeline run ${runId} does not exist`, [{ path: '/body/reference/pipeline_run', field: 'pipeline_run', rule: 'unknown_pipeline_run', message: 'no pipeline run has this id' }])
     const pinned = run.features.find((f) => f.name === def.name)
     if (!pinned) {
       throw new UnprocessableError(`Pipeline run ${runId} did not use feature '${def.name}' (it used ${run.features.map((f) => `${f.name}@${f.version}`).join(', ') || 'no features'})`,
-        [{ path: '/body/reference/pipeline_run', field: 'pipeline_run', message: `the run has no feature '${def.name}'` }])
+        [{ path: '/body/reference/pipeline_run', field: 'pipeline_run', rule: 'feature_not_in_run', message: `the run has no feature '${def.name}'` }])
     }
     const pinnedDef = pinned.id === def.id ? def : (await findDefinitionsByRefs(this.deps.sql, [{ name: pinned.name, version: pinned.version }])).get(`${pinned.name}@${pinned.version}`)
     let grid: GridSpec | undefined

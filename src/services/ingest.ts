@@ -183,7 +183,7 @@ class IngestRun {
 
   async readJson (rows: unknown[]): Promise<void> {
     for (let i = 0; i < rows.length && !this.done; i++) {
-      const p = this.longRow(rows[i], false, { row: i, path: `/rows/${i}` })
+      const p = this.longRow(rows[i], false, { row: i, path: `/body/rows/${i}` })
       if (p !== undefined) await p
     }
   }

@@ -174,8 +174,8 @@ export class MonitorService {
     if (errors.length > 0) throw new BadRequestError(`The monitor is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     const ref = parseRef(b.feature, `${base}/feature`)
     const def = (await findDefinitionsByRefs(this.deps.sql, [ref])).get(formatRef(ref))
-    if (!def) throw new NotFoundError(ref.version === undefined ? `Feature '${ref.name}' has no active version` : `Feature '${formatRef(ref)}' does not exist`)
-    if (def.dtype === 'string') throw new UnprocessableError(`Feature '${def.name}' is of dtype string: drift is measured on numeric features`, [{ path: `${base}/feature`, field: 'feature', message: 'must be a numeric feature' }])
+    if (!def) throw new UnprocessableError(ref.version === undefined ? `Feature '${ref.name}' has no active version` : `Feature '${formatRef(ref)}' does not exist`, [{ path: `${base}/feature`, field: 'feature', rule: 'unknown_feature', message: `'${formatRef(ref)}' is not a feature with ${ref.version === undefined ? 'an active version' : 'that version'}` }])
+    if (def.dtype === 'string') throw new UnprocessableError(`Feature '${def.name}' is of dtype string: drift is measured on numeric features`, [{ path: `${base}/feature`, field: 'feature', rule: 'numeric_feature', message: 'must be a numeric feature' }])
     return fields
   }
 }

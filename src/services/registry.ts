@@ -123,8 +123,8 @@ async function checkDependencies (tx: TxSql, name: string, refs: FeatureRef[]): 
   const errors: FieldError[] = []
   refs.forEach((ref, i) => {
     const def = found.get(formatRef(ref))
-    if (!def) errors.push({ path: `/body/depends_on/${i}`, field: formatRef(ref), message: `'${formatRef(ref)}' is not a feature definition${ref.version === undefined ? ' with an active version' : ''}` })
-    else if (def.status !== 'active') errors.push({ path: `/body/depends_on/${i}`, field: formatRef(ref), message: `'${formatRef(ref)}' is deprecated` })
+    if (!def) errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', rule: 'unknown_feature', message: `'${formatRef(ref)}' is not a feature definition${ref.version === undefined ? ' with an active version' : ''}` })
+    else if (def.status !== 'active') errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', rule: 'deprecated_feature', message: `'${formatRef(ref)}' is deprecated` })
   })
   if (errors.length > 0) {
     throw new UnprocessableError(`Unknown dependency: ${errors.map((e) => e.message).join('; ')}`, errors)

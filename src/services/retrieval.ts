@@ -17,16 +17,16 @@ export class RetrievalService {
 
   async retrieve (request: RetrieveRequest): Promise<RetrieveResponse> {
     const asOf = parseTimestamp(request.as_of)
-    if (!asOf.ok) throw new UnprocessableError(`as_of: ${asOf.message}`, [{ path: '/as_of', message: asOf.message }])
+    if (!asOf.ok) throw new UnprocessableError(`as_of: ${asOf.message}`, [{ path: '/body/as_of', field: 'as_of', rule: 'timestamp', message: asOf.message }])
     const badIds = request.entities.flatMap((id, i) => {
       const p = entityIdProblem(id)
-      return p ? [{ path: `/entities/${i}`, row: i, message: p }] : []
+      return p ? [{ path: `/body/entities/${i}`, row: i, field: 'entities', rule: 'entity_id', message: p }] : []
     })
     if (badIds.length > 0) throw new UnprocessableError(`Invalid entity ids: ${badIds.slice(0, 3).map((e) => `${e.path} ${e.message}`).join('; ')}`, badIds)
 
     // one join column per distinct reference; answers are keyed by the reference as given
     const refs = [...new Set(request.features)]
-    const features = await resolveFeatures(this.sql, refs, '/features')
+    const features = await resolveFeatures(this.sql, refs, '/body/features')
     const cutoffMs = await resolveCutoff(this.sql, request.as_of_system_time)
     const results: RetrieveResponse['results'] = request.entities.map((entity_id) => ({ entity_id, values: {} }))
     const source = {

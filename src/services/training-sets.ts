@@ -93,12 +93,12 @@ export class TrainingSetService {
     const hasFeatures = request.features !== undefined
     const hasContract = request.contract !== undefined
     if (hasFeatures === hasContract) {
-      throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/features', message: 'exactly one of features and contract is required' }])
+      throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
     }
     const hasRows = request.entity_rows !== undefined
     const hasGrid = request.grid !== undefined
     if (hasRows === hasGrid) {
-      throw new UnprocessableError('Give either entity_rows or grid, not both and not neither', [{ path: '/entity_rows', message: 'exactly one of entity_rows and grid is required' }])
+      throw new UnprocessableError('Give either entity_rows or grid, not both and not neither', [{ path: '/body/entity_rows', field: 'entity_rows', rule: 'one_of_entity_rows_grid', message: 'exactly one of entity_rows and grid is required' }])
     }
 
     let refs: string[]
@@ -107,24 +107,24 @@ export class TrainingSetService {
     let entityType: string | undefined
     if (hasContract) {
       // `name`: the contract's latest active version, else its latest (as the registry reads it)
-      const c = parseRef(request.contract!, '/contract')
+      const c = parseRef(request.contract!, '/body/contract')
       const found = c.version === undefined ? await findCurrentContract(this.sql, c.name) : await findContractVersion(this.sql, c.name, c.version)
-      if (!found) throw new UnprocessableError(`Contract '${formatRef(c)}' does not exist`, [{ path: '/contract', message: 'unknown contract' }])
-      if (found.features.length === 0) throw new UnprocessableError(`Contract '${found.name}@${found.version}' requires no features`, [{ path: '/contract', message: 'contract has no features' }])
+      if (!found) throw new UnprocessableError(`Contract '${formatRef(c)}' does not exist`, [{ path: '/body/contract', field: 'contract', rule: 'unknown_contract', message: 'unknown contract' }])
+      if (found.features.length === 0) throw new UnprocessableError(`Contract '${found.name}@${found.version}' requires no features`, [{ path: '/body/contract', field: 'contract', rule: 'empty_contract', message: 'contract has no features' }])
       refs = found.features.map((f) => f.feature)
-      refsPath = '/contract'
+      refsPath = '/body/contract'
       contract = { name: found.name, version: found.version }
       entityType = found.entity
     } else {
       refs = request.features!
-      refsPath = '/features'
+      refsPath = '/body/features'
     }
     const features = await resolveFeatures(this.sql, refs, refsPath)
     const seen = new Map<number, number>()
     const dupErrors: FieldError[] = []
     features.forEach((f, i) => {
       const first = seen.get(f.id)
-      if (first !== undefined) dupErrors.push({ path: `${refsPath}/${i}`, message: `${refs[i]} is ${f.name}@${f.version}, already joined as ${refs[first]}` })
+      if (first !== undefined) dupErrors.push({ path: `${refsPath}/${i}`, field: refsPath === '/body/features' ? 'features' : 'contract', rule: 'duplicate_feature', message: `${refs[i]} is ${f.name}@${f.version}, already joined as ${refs[first]}` })
       else seen.set(f.id, i)
     })
     if (dupErrors.length > 0) throw new UnprocessableError(`A feature version is listed twice: ${dupErrors.map((e) => e.message).join('; ')}`, dupErrors)
@@ -133,7 +133,7 @@ export class TrainingSetService {
     if (odd.length > 0) {
       const names = odd.map(({ f }) => `${f.name}@${f.version} (entity ${f.entity})`).join(', ')
       throw new UnprocessableError(`All features of a training set must share one entity type (${entityType}); these do not: ${names}`,
-        odd.map(({ f, i }) => ({ path: `${refsPath}/${i}`, message: `${f.name}@${f.version} has entity type ${f.entity}, not ${entityType}`, field: f.name })))
+        odd.map(({ f, i }) => ({ path: `${refsPath}/${i}`, field: refsPath === '/body/features' ? 'features' : 'contract', rule: 'entity_type', message: `${f.name}@${f.version} has entity type ${f.entity}, not ${entityType}` })))
     }
 
     const pointInTime: PointInTime = request.point_in_time ?? 'event'
@@ -159,7 +159,7 @@ export class TrainingSetService {
     const clash = extraColumns.filter((c) => columns.indexOf(c) !== columns.lastIndexOf(c))
     if (clash.length > 0) {
       throw new UnprocessableError(`Pass-through columns of the entity rows clash with output columns: ${clash.join(', ')}; rename them`,
-        clash.map((c) => ({ path: '/entity_rows', field: c, message: `column ${c} would appear twice in the output` })))
+        clash.map((c) => ({ path: '/body/entity_rows', field: c, rule: 'duplicate_column', message: `column ${c} would appear twice in the output` })))
     }
 
     const cutoffMs = await resolveCutoff(this.sql, request.as_of_system_time)
@@ -374,7 +374,7 @@ export async function resolveFeatures (sql: Sql, refs: string[], path: string): 
   const bad: FieldError[] = []
   refs.forEach((r, i) => {
     const p = refProblem(r)
-    if (p) bad.push({ path: `${path}/${i}`, message: `'${r}': ${p}` })
+    if (p) bad.push({ path: `${path}/${i}`, field: fieldOfPath(path), rule: 'ref', message: `'${r}': ${p}` })
   })
   if (bad.length > 0) throw new BadRequestError(`Invalid feature references: ${bad.map((e) => e.message).join('; ')}`, bad)
   const parsed: FeatureRef[] = refs.map((r) => parseRef(r))
@@ -384,17 +384,17 @@ export async function resolveFeatures (sql: Sql, refs: string[], path: string): 
   parsed.forEach((ref, i) => {
     const def = found.get(formatRef(ref))
     if (def) out.push(def)
-    else missing.push({ path: `${path}/${i}`, field: ref.name, message: ref.version === undefined ? `unknown feature ${ref.name} (or it has no active version)` : `unknown feature version ${formatRef(ref)}` })
+    else missing.push({ path: `${path}/${i}`, field: fieldOfPath(path), rule: 'unknown_feature', message: ref.version === undefined ? `unknown feature ${ref.name} (or it has no active version)` : `unknown feature version ${formatRef(ref)}` })
   })
   if (missing.length > 0) throw new UnprocessableError(`Unknown features: ${missing.map((m) => m.message).join('; ')}`, missing)
   return out
 }
 
 /** K for a request: a sound cutoff, the requested one when earlier. */
-export async function resolveCutoff (sql: Sql, requested: string | number | undefined, path = '/as_of_system_time'): Promise<number> {
+export async function resolveCutoff (sql: Sql, requested: string | number | undefined, path = '/body/as_of_system_time'): Promise<number> {
   if (requested === undefined) return soundCutoff(sql)
   const t = parseTimestamp(requested)
-  if (!t.ok) throw new UnprocessableError(`as_of_system_time: ${t.message}`, [{ path, message: t.message }])
+  if (!t.ok) throw new UnprocessableError(`as_of_system_time: ${t.message}`, [{ path, field: fieldOfPath(path), rule: 'timestamp', message: t.message }])
   return soundCutoff(sql, t.ms)
 }
 
@@ -408,10 +408,10 @@ function checkEntityRows (rows: EntityRowColumns): void {
   for (let i = 0; i < rows.count && errors.length < MAX_ROW_ERRORS; i++) {
     if (rows.badTimes.has(i)) {
       const t = parseTimestamp(rows.badTimes.get(i))
-      if (!t.ok) errors.push({ path: `/entity_rows/${i}/event_time`, row: i, field: 'event_time', message: t.message })
+      if (!t.ok) errors.push({ path: `/body/entity_rows/${i}/event_time`, row: i, field: 'event_time', rule: 'timestamp', message: t.message })
     }
     const idProblem = anyIdProblem ? idProblems[rows.entityIndexAt(i)] : undefined
-    if (idProblem && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/entity_rows/${i}/entity_id`, row: i, field: 'entity_id', message: idProblem })
+    if (idProblem && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/body/entity_rows/${i}/entity_id`, row: i, field: 'entity_id', rule: 'entity_id', message: idProblem })
   }
   if (errors.length === 0) return
   throw new UnprocessableError(`${errors.length === MAX_ROW_ERRORS ? 'At least ' : ''}${errors.length} entity row${errors.length === 1 ? ' is' : 's are'} invalid: ${errors.slice(0, 3).map((e) => `row ${e.row} ${e.field}: ${e.message}`).join('; ')}`, errors)
@@ -430,16 +430,16 @@ function isPlainEntityId (id: unknown): boolean {
 function resolveGrid (grid: NonNullable<TrainingSetRequest['grid']>, maxRows: number): ResolvedGrid {
   const errors: FieldError[] = []
   const from = parseTimestamp(grid.from)
-  if (!from.ok) errors.push({ path: '/grid/from', field: 'from', message: from.message })
+  if (!from.ok) errors.push({ path: '/body/grid/from', field: 'from', rule: 'timestamp', message: from.message })
   const to = parseTimestamp(grid.to)
-  if (!to.ok) errors.push({ path: '/grid/to', field: 'to', message: to.message })
+  if (!to.ok) errors.push({ path: '/body/grid/to', field: 'to', rule: 'timestamp', message: to.message })
   const every = parseDuration(grid.every)
-  if (!every.ok) errors.push({ path: '/grid/every', field: 'every', message: every.message })
+  if (!every.ok) errors.push({ path: '/body/grid/every', field: 'every', rule: 'duration', message: every.message })
   grid.entities.forEach((id, i) => {
     const p = entityIdProblem(id)
-    if (p && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/grid/entities/${i}`, message: p })
+    if (p && errors.length < MAX_ROW_ERRORS) errors.push({ path: `/body/grid/entities/${i}`, field: 'entities', rule: 'entity_id', message: p })
   })
-  if (from.ok && to.ok && from.ms > to.ms) errors.push({ path: '/grid/to', field: 'to', message: 'must not be earlier than from' })
+  if (from.ok && to.ok && from.ms > to.ms) errors.push({ path: '/body/grid/to', field: 'to', rule: 'range', message: 'must not be earlier than from' })
   if (errors.length > 0 || !from.ok || !to.ok || !every.ok) {
     throw new UnprocessableError(`The grid is invalid: ${errors.map((e) => `${e.path} ${e.message}`).slice(0, 3).join('; ')}`, errors)
   }
@@ -451,3 +451,7 @@ function resolveGrid (grid: NonNullable<TrainingSetRequest['grid']>, maxRows: nu
   return { entities: grid.entities, fromMs: from.ms, toMs: to.ms, everyMs: every.ms, steps }
 }
 
+/** The request field a path like /body/features names (its last segment). */
+function fieldOfPath (path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1)
+}

@@ -77,7 +77,7 @@ t.test('monitors: create, read, list, change, delete', async (t) => {
 t.test('monitors: bad input is a 4xx naming the field', async (t) => {
   const ctx = await withData(t)
   const cases: Array<[string, Record<string, unknown>, number, RegExp]> = [
-    ['unknown feature', monitor({ feature: 'nope' }), 404, /nope/],
+    ['unknown feature', monitor({ feature: 'nope' }), 422, /nope/],
     ['string feature', monitor({ feature: 'label' }), 422, /numeric/],
     ['too frequent', monitor({ schedule: { every: '500ms' } }), 400, /schedule\/every.*at least 1s/],
     ['zero length', monitor({ current: { offset: '0s', length: '0s' } }), 400, /current\/length/],

@@ -52,7 +52,7 @@ t.test('bad requests', async (t) => {
   const post = (payload: Record<string, unknown>) => app.inject({ method: 'POST', url: '/v1/retrieve', payload })
   let res = await post({ entities: ['BTC'], features: ['close_price', 'nope'], as_of: '2023-01-01T00:00:00Z' })
   t.equal(res.statusCode, 422)
-  t.match(res.json(), { errors: [{ path: '/features/1' }] })
+  t.match(res.json(), { errors: [{ path: '/body/features/1', field: 'features', rule: 'unknown_feature' }] })
   res = await post({ entities: ['BTC'], features: ['close_price'], as_of: '2023-01-01T00:00:00' })
   t.equal(res.statusCode, 422)
   t.match(res.json().detail, /no time zone/)

@@ -106,7 +106,7 @@ t.test('bad input is a problem before any row', async (t) => {
   t.equal(res.statusCode, 422)
   t.match(res.headers['content-type'], /problem\+json/)
   t.match(res.json().detail, /nope.*close_price@7/)
-  t.same(res.json().errors.map((e: { path: string }) => e.path), ['/features/1', '/features/2'])
+  t.same(res.json().errors.map((e: { path: string, field: string, rule: string }) => [e.path, e.field, e.rule]), [['/body/features/1', 'features', 'unknown_feature'], ['/body/features/2', 'features', 'unknown_feature']])
 
   res = await post({ features: ['close_price', 'dominance'], entity_rows: rows })
   t.equal(res.statusCode, 422)
@@ -114,7 +114,7 @@ t.test('bad input is a problem before any row', async (t) => {
 
   res = await post({ features: ['close_price'], entity_rows: [...rows, { entity_id: 'B', event_time: '2023-01-01T00:00:00' }, { entity_id: 'C', event_time: '2023-01-01T00:00:00.0001Z' }] })
   t.equal(res.statusCode, 422)
-  t.match(res.json().errors, [{ row: 1, path: '/entity_rows/1/event_time', message: /no time zone/ }, { row: 2, message: /sub-millisecond/ }])
+  t.match(res.json().errors, [{ row: 1, path: '/body/entity_rows/1/event_time', field: 'event_time', rule: 'timestamp', message: /no time zone/ }, { row: 2, message: /sub-millisecond/ }])
 
   res = await post({ features: ['close_price'], entity_rows: [{ entity_id: '', event_time: 0 }] })
   t.equal(res.statusCode, 400)
@@ -129,7 +129,7 @@ t.test('bad input is a problem before any row', async (t) => {
 
   res = await post({ features: ['close_price'], grid: { entities: ['A'], from: '2023-01-02T00:00:00Z', to: '2023-01-01T00:00:00Z', every: '1x' } })
   t.equal(res.statusCode, 422)
-  t.same(res.json().errors.map((e: { path: string }) => e.path), ['/grid/every', '/grid/to'])
+  t.same(res.json().errors.map((e: { path: string }) => e.path), ['/body/grid/every', '/body/grid/to'])
 
   res = await post({ features: ['close_price'], contract: 'c', entity_rows: rows })
   t.equal(res.statusCode, 422)

@@ -114,7 +114,7 @@ t.test('on_invalid=reject (default): one bad row rejects all, 422 lists row, fie
     t.ok(e, `row ${row} is reported`)
     t.equal(e?.rule, rule, `row ${row}: rule ${rule}`)
     t.equal(e?.field, field, `row ${row}: field ${field}`)
-    t.equal(e?.path, field === undefined ? `/rows/${row}` : `/rows/${row}/${field}`)
+    t.equal(e?.path, field === undefined ? `/body/rows/${row}` : `/body/rows/${row}/${field}`)
     t.type(e?.message, 'string')
   }
   t.notOk(p.errors.some((x: { row: number }) => x.row === 0 || x.row === 18), 'good rows are not reported')
