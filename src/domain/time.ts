@@ -30,6 +30,9 @@ export function parseTimestamp (input: unknown): TimestampResult {
     ms = Number(digits.slice(0, 3))
   }
   const [Y, M, D, H, MI, S] = [y, mo, d, h, mi, s].map(Number)
+  // Date.UTC reads years 0..99 as 1900..1999: such years are refused here, before it (1899 can
+  // still be in range with a negative offset)
+  if (Y < 1899) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
   if (M < 1 || M > 12 || D < 1 || D > daysInMonth(Y, M) || H > 23 || MI > 59 || S > 59) return { ok: false, message: `'${truncate(input)}' is not a valid date and time` }
   let offsetMin = 0
   if (zone !== 'Z' && zone !== 'z') {

@@ -32,6 +32,7 @@ export class AuditService {
   constructor (private readonly sql: Sql, private readonly log: FastifyBaseLogger) {}
 
   record (entry: AuditEntry): Promise<void> {
+    entry = { ...entry, url: showNul(entry.url), params: showNul(entry.params), ...(entry.keyName === null ? {} : { keyName: showNul(entry.keyName) }) }
     const p = this.last.then(async () => insertAuditEntry(this.sql, entry))
       .catch((err: unknown) => { this.log.error({ err, audit: entry }, 'audit entry could not be written; it is kept in this log line') })
     this.last = p
@@ -71,4 +72,17 @@ function timestamp (input: string | number, field: string): number {
 
 function view (r: AuditRow): AuditView {
   return { ...r, at: r.at.toISOString() }
+}
+
+/**
+ * `v` with every NUL character (in strings and keys) shown as U+2400 (SYMBOL FOR NULL): text and
+ * jsonb cannot hold NUL, and a request whose path or query decodes to one is still audited.
+ */
+export function showNul<T> (v: T): T {
+  if (typeof v === 'string') return (v.includes('\u0000') ? v.replace(/\u0000/g, '\u2400') : v) as T
+  if (v === null || typeof v !== 'object') return v
+  if (Array.isArray(v)) return v.map((x) => showNul(x)) as T
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v)) out[showNul(k)] = showNul(x)
+  return out as T
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { entityIdProblem } from '../domain/names.js'
 import type { AppDeps } from '../context.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
@@ -79,6 +80,11 @@ export class DriftService {
       }
     }
     const asOfMs = body.as_of_system_time === undefined ? undefined : time(body.as_of_system_time, '/body/as_of_system_time')
+    const thresholdErrors: FieldError[] = []
+    thresholdProblems(body.thresholds, '/body/thresholds', thresholdErrors)
+    if (thresholdErrors.length > 0) throw new BadRequestError(`Invalid thresholds: ${thresholdErrors.map((e) => `${e.path} ${e.message}`).join('; ')}`, thresholdErrors)
+    const entityProblem = body.entity_id === undefined ? undefined : entityIdProblem(body.entity_id)
+    if (entityProblem !== undefined) errors.push({ path: '/body/entity_id', field: 'entity_id', rule: 'entity_id', message: entityProblem })
     if (errors.length > 0) throw new UnprocessableError(`The drift check is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     return this.check({
       feature: body.feature,
@@ -256,6 +262,16 @@ export class DriftService {
     const started = performance.now()
     const r = await rebuildWriteLog(this.deps.sql)
     return { logged_writes: r.loggedWrites, cleared_untracked_writes: r.clearedUntrackedWrites, took_ms: Math.round(performance.now() - started), range_read: 'available' }
+  }
+}
+
+/**
+ * Thresholds must be finite numbers: the schema's bounds let through a string the body coerces
+ * to Infinity ("Infinity", "1e400"), and JSON's 1e400 is Infinity too.
+ */
+export function thresholdProblems (thresholds: Partial<Record<DriftMethod, number>> | undefined, base: string, errors: FieldError[]): void {
+  for (const [method, v] of Object.entries(thresholds ?? {})) {
+    if (typeof v === 'number' && !Number.isFinite(v)) errors.push({ path: `${base}/${method}`, field: method, rule: 'finite', message: 'must be a finite number' })
   }
 }
 

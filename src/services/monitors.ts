@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { entityIdProblem } from '../domain/names.js'
 import type { AppDeps } from '../context.js'
 import {
   claimMonitorTick, deleteMonitor, dueMonitorIds, findMonitor, insertMonitor, listMonitors, recordMonitorRun, updateMonitor,
@@ -10,7 +11,7 @@ import { BadRequestError, ConflictError, NotFoundError, UnprocessableError, type
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import { formatDuration, formatTimestamp, parseDuration } from '../domain/time.js'
 import type { MonitorBody, MonitorPatch, MonitorQuery, MonitorView } from '../../routes/schemas/drift.js'
-import { effectiveThresholds, type DriftService } from './drift.js'
+import { effectiveThresholds, thresholdProblems, type DriftService } from './drift.js'
 import { BackgroundLoop } from './background-loop.js'
 
 const MIN_EVERY_MS = 1000
@@ -170,6 +171,11 @@ export class MonitorService {
       thresholds: b.thresholds ?? {},
       every_ms: duration(b.schedule.every, `${base}/schedule/every`, false, MIN_EVERY_MS),
       enabled: b.enabled ?? true,
+    }
+    thresholdProblems(b.thresholds, `${base}/thresholds`, errors)
+    if (b.entity_id !== undefined && b.entity_id !== null) {
+      const problem = entityIdProblem(b.entity_id)
+      if (problem !== undefined) errors.push({ path: `${base}/entity_id`, field: 'entity_id', rule: 'entity_id', message: problem })
     }
     if (errors.length > 0) throw new BadRequestError(`The monitor is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     const ref = parseRef(b.feature, `${base}/feature`)

@@ -77,3 +77,13 @@ t.test('with auth off, mutations are audited as anonymous', async (t) => {
   t.equal(items.length, 1)
   t.match(items[0], { key_id: null, key_name: null, status: 201 })
 })
+
+t.test('a mutation whose query holds a NUL character is audited, the NUL shown as U+2400', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'POST', url: '/v1/api-keys?note=a%00b', payload: { name: 'x', scopes: ['read'] } })
+  t.equal(res.statusCode, 201)
+  await app.services.audit.flush()
+  const items = (await app.inject({ method: 'GET', url: '/v1/audit' })).json().items
+  t.equal(items.length, 1, 'the entry was written')
+  t.match(items[0], { status: 201, url: '/v1/api-keys?note=a%00b', params: { query: { note: 'a\u2400b' } } })
+})

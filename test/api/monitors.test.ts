@@ -85,6 +85,8 @@ t.test('monitors: bad input is a 4xx naming the field', async (t) => {
     ['bad name', monitor({ name: 'Volume Daily' }), 400, /name/],
     ['unknown method', monitor({ methods: ['chi2'] }), 400, /methods/],
     ['bad threshold', monitor({ thresholds: { js: 3 } }), 400, /thresholds\/js/],
+    ['infinite threshold', monitor({ thresholds: { psi: 'Infinity' } }), 400, /thresholds\/psi/],
+    ['bad entity id', monitor({ entity_id: 'a\u0000b' }), 400, /entity_id/],
     ['no schedule', { ...monitor(), schedule: undefined }, 400, /schedule/],
     ['unknown field', monitor({ colour: 'red' }), 400, /colour/],
   ]

@@ -52,3 +52,28 @@ t.test('findNul: params, query, then body; keys too; JSON pointer escapes', asyn
   t.equal(findNul({ params: { id: 'x\u0000' }, query: {}, body: { a: 'y\u0000' } }), '/params/id')
   t.equal(findNul({ params: {}, query: {}, body: { a: 1, b: null, c: true } }), undefined)
 })
+
+t.test('text that was not valid UTF-8, and lone surrogates, are refused in entity ids instead of stored altered', async (t) => {
+  const { app, sql } = await buildTestApp(t, { defaults: true })
+  // invalid UTF-8 bytes in the body decode to U+FFFD: two different ids would become one
+  const raw = Buffer.concat([Buffer.from('{"rows":[{"feature":"close_price","entity_id":"U'), Buffer.from([0xff]), Buffer.from('","event_time":"2023-06-01T00:00:00Z","value":1}]}')])
+  const bad = await app.inject({ method: 'POST', url: '/v1/values', payload: raw, headers: { 'content-type': 'application/json' } })
+  t.equal(bad.statusCode, 422)
+  t.match(bad.json().errors, [{ row: 0, field: 'entity_id', message: /U\+FFFD.*not valid UTF-8/ }])
+  const lone = await app.inject({ method: 'POST', url: '/v1/values', payload: '{"rows":[{"feature":"close_price","entity_id":"LS\\ud800","event_time":"2023-06-01T00:00:00Z","value":1}]}', headers: { 'content-type': 'application/json' } })
+  t.equal(lone.statusCode, 422)
+  t.match(lone.json().errors, [{ row: 0, field: 'entity_id', message: /lone UTF-16 surrogate/ }])
+  t.same(await sql`SELECT count(*)::int AS n FROM feature_snapshots`, [{ n: 0 }], 'nothing written')
+  const ok = await app.inject({ method: 'POST', url: '/v1/values', payload: { rows: [{ feature: 'close_price', entity_id: 'BTC€🚀', event_time: '2023-06-01T00:00:00Z', value: 1 }] } })
+  t.equal(ok.statusCode, 200, 'characters outside the BMP (surrogate pairs) are fine')
+})
+
+t.test('timestamps before year 100 are out of range, not read as 19xx', async (t) => {
+  const { app, sql } = await buildTestApp(t, { defaults: true })
+  const res = await app.inject({ method: 'POST', url: '/v1/values', payload: { rows: [{ feature: 'close_price', entity_id: 'YR0', event_time: '0050-06-01T00:00:00Z', value: 1 }] } })
+  t.equal(res.statusCode, 422)
+  t.match(res.json().errors, [{ row: 0, field: 'event_time', message: /out of range/ }])
+  const asOf = await app.inject({ method: 'POST', url: '/v1/retrieve', payload: { entities: ['YR0'], features: ['close_price'], as_of: '0023-06-01T00:00:00Z' } })
+  t.equal(asOf.statusCode, 422)
+  t.same(await sql`SELECT count(*)::int AS n FROM feature_snapshots`, [{ n: 0 }], 'nothing written')
+})

@@ -20,6 +20,17 @@ t.test('rejections say why', async (t) => {
   t.equal(parseTimestamp(null).ok, false)
 })
 
+t.test('the range is years 1900 to 9999, whatever the year is written as', async (t) => {
+  // Date.UTC would read years 0..99 as 1900..1999
+  for (const input of ['0000-01-01T00:00:00Z', '0050-06-01T00:00:00Z', '0099-12-31T23:59:59Z', '0123-01-01T00:00:00Z', '1899-12-31T23:59:59Z', '1899-12-31T23:30:00+01:00']) {
+    t.same(parseTimestamp(input), { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }, input)
+  }
+  t.same(parseTimestamp('1899-12-31T23:30:00-01:00'), { ok: true, ms: Date.UTC(1900, 0, 1, 0, 30) }, 'a 1899 local time that is 1900 in UTC')
+  t.same(parseTimestamp('1900-01-01T00:00:00Z'), { ok: true, ms: Date.UTC(1900, 0, 1) })
+  t.same(parseTimestamp('9999-12-31T23:59:59.999Z'), { ok: true, ms: Date.UTC(9999, 11, 31, 23, 59, 59, 999) })
+  t.equal(parseTimestamp('+10000-01-01T00:00:00Z').ok, false)
+})
+
 t.test('formatting and durations', async (t) => {
   t.equal(formatTimestamp(Date.UTC(2023, 0, 1)), '2023-01-01T00:00:00.000Z')
   t.same(parseDuration('90m'), { ok: true, ms: 5_400_000 })
