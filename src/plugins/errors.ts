@@ -17,10 +17,19 @@ export interface Problem {
 
 const PG_UNAVAILABLE = new Set(['57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'])
 
-/** True for the errors of a database that is down, restarting or unreachable. */
+/** Node's socket error codes among PG_UNAVAILABLE: the driver's come from a socket call (syscall set). */
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'])
+
+/**
+ * True for the errors of a database that is down, restarting or unreachable. A client that
+ * hangs up during its upload fails the request with ECONNRESET too ("aborted", from the HTTP
+ * request stream, with no socket call named): that one says nothing about the database.
+ */
 export function isDatabaseUnavailable (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && PG_UNAVAILABLE.has(code)
+  const e = err as { code?: unknown, syscall?: unknown } | null
+  const code = e?.code
+  if (typeof code !== 'string' || !PG_UNAVAILABLE.has(code)) return false
+  return !SOCKET_CODES.has(code) || typeof e?.syscall === 'string'
 }
 
 /** Maps any error to an RFC 9457 problem. The only place that turns errors into answers. */
@@ -53,7 +62,7 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
     case 'FST_ERR_ASYNC_CONSTRAINT': return problem(400, 'Bad Request', 'The request is malformed', base)
   }
   if (e instanceof SyntaxError) return problem(400, 'Bad Request', `The body is not valid JSON: ${e.message}`, base)
-  if (e.code && PG_UNAVAILABLE.has(e.code)) return problem(503, 'Service Unavailable', 'The database is unavailable; retry shortly', base)
+  if (isDatabaseUnavailable(e)) return problem(503, 'Service Unavailable', 'The database is unavailable; retry shortly', base)
   // a lock not granted within lock_timeout (set by an operator, or a join's own) or a deadlock
   // PostgreSQL broke: nothing wrong with the request, and the next try usually succeeds
   if (e.code === '55P03' || e.code === '40P01') return problem(503, 'Service Unavailable', 'The database could not take a lock in time (maintenance or a concurrent change held it); retry shortly', base)

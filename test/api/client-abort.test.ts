@@ -1,0 +1,41 @@
+import t from 'tap'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { buildTestApp } from '../lib/helper.js'
+import { isDatabaseUnavailable } from '../../src/plugins/errors.js'
+
+/**
+ * A client that hangs up in the middle of its upload fails its request with ECONNRESET
+ * ("aborted"), the code of a database connection reset too: it must not mark the database down
+ * (which would put x-stale on every answer until the next successful query).
+ */
+t.test('a client hanging up mid-upload does not mark the database unavailable', async (t) => {
+  const { app, sql } = await buildTestApp(t, { defaults: true })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as AddressInfo).port
+  for (const type of ['application/json', 'application/x-ndjson', 'text/csv']) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.write(`POST /v1/values HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: 100000\r\n\r\n`)
+        socket.write(type === 'text/csv' ? 'feature,entity_id,event_time,value\nclose_price,A,2023-01-01T00:00:00Z,1\n' : '{"rows":[')
+        setTimeout(() => { socket.destroy(); resolve() }, 100)
+      })
+      socket.on('error', reject)
+    })
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(app.services.databaseHealth.unavailableSince, null, 'the database is not marked down')
+  const res = await app.inject({ method: 'GET', url: '/v1/features/close_price' })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-stale'], undefined, 'answers are not marked stale')
+  t.same(await sql`SELECT count(*)::int AS n FROM feature_snapshots`, [{ n: 0 }], 'nothing written')
+})
+
+t.test('isDatabaseUnavailable: socket codes count when a socket call failed, driver and server codes always', async (t) => {
+  t.equal(isDatabaseUnavailable(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), false, 'an HTTP request stream aborted')
+  t.equal(isDatabaseUnavailable(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', syscall: 'read' })), true)
+  t.equal(isDatabaseUnavailable(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', syscall: 'connect' })), true)
+  t.equal(isDatabaseUnavailable({ code: 'CONNECTION_CLOSED' }), true)
+  t.equal(isDatabaseUnavailable({ code: '57P01' }), true)
+  t.equal(isDatabaseUnavailable({ code: '23505' }), false)
+})
