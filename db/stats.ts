@@ -77,8 +77,9 @@ export async function statsBuckets (sql: Queryable, mode: StorageMode, q: StatsQ
              count(s.value_num) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
              count(s.value_text),
              count(*) FILTER (WHERE s.value_num IS NULL AND s.value_text IS NULL),
-             sum(s.value_num) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
-             sum(s.value_num * s.value_num) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
+             -- as the views sum (migrations/061): never an overflow error
+             sum(CASE WHEN abs(s.value_num) < 1e300 THEN s.value_num ELSE sign(s.value_num) * 'Infinity'::float8 END) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
+             sum(CASE WHEN abs(s.value_num) < 1e150 THEN s.value_num * s.value_num ELSE 'Infinity'::float8 END) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
              min(s.value_num) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity')),
              max(s.value_num) FILTER (WHERE s.value_num NOT IN ('NaN', 'Infinity', '-Infinity'))
       FROM feature_snapshots s, wm

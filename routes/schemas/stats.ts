@@ -20,11 +20,11 @@ export const StatsBucketSchema = Type.Object({
   numeric_count: Type.Integer({ description: 'finite numbers among them' }),
   text_count: Type.Integer({ description: 'string values among them' }),
   null_count: Type.Integer({ description: 'null values among them' }),
-  mean: Nullable(Type.Number()),
-  stddev: Nullable(Type.Number(), 'sample standard deviation'),
+  mean: Nullable(Type.Number(), 'null when there are no finite numbers, or one of magnitude 1e300 or more'),
+  stddev: Nullable(Type.Number(), 'sample standard deviation; null with fewer than 2 numbers, or one of magnitude 1e150 or more'),
   min: Nullable(Type.Number()),
   max: Nullable(Type.Number()),
-  sum: Nullable(Type.Number()),
+  sum: Nullable(Type.Number(), 'null when there are no finite numbers, or one of magnitude 1e300 or more'),
 })
 
 export const FeatureStats = Type.Object({

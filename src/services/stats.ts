@@ -95,7 +95,7 @@ export class StatsService {
           stddev: variance === null ? null : Math.sqrt(variance),
           min: r.min,
           max: r.max,
-          sum: n > 0 ? r.sum : null,
+          sum: n > 0 && r.sum !== null && Number.isFinite(r.sum) ? r.sum : null,
         }
       }),
     }
