@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDef
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { randomBytes } from 'node:crypto'
 import type { AppDeps } from './context.js'
-import errorsPlugin, { sendProblem, toProblem } from './plugins/errors.js'
+import errorsPlugin, { clientErrorProblem, sendProblem, toProblem } from './plugins/errors.js'
 import swaggerPlugin from './plugins/swagger.js'
 import metricsPlugin from './plugins/metrics.js'
 import securityPlugin from './plugins/security.js'
@@ -57,6 +57,8 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
     routerOptions: { maxParamLength: 512 },
     // malformed URLs are refused by the router before any handler: problem+json for them too
     frameworkErrors: (err, request, reply) => { void sendProblem(reply, toProblem(err, request)) },
+    // and what Node's HTTP parser refuses before there is a request (e.g. 431)
+    clientErrorHandler: clientErrorProblem,
     trustProxy: deps.config.TRUST_PROXY,
     // a request's child logger is made when the request first logs (most reads never do)
     childLoggerFactory: lazyChildLogger,

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError, type FieldError } from '../domain/errors.js'
 
@@ -176,6 +177,26 @@ function problem (status: number, title: string, detail: string, base: Record<st
 
 function titleFor (status: number): string {
   return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 429: 'Too Many Requests' } as Record<number, string>)[status] ?? 'Error'
+}
+
+/**
+ * Fastify's clientErrorHandler: what Node's HTTP parser refuses before there is a request
+ * (headers too large, a malformed request line, a client too slow to send its headers) is
+ * answered as a problem too, then the connection is closed (Node's own behaviour).
+ */
+export function clientErrorProblem (err: NodeJS.ErrnoException, socket: Duplex): void {
+  // a connection reset: the socket is gone, nothing to answer
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, title, detail] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'The request headers (the URL included) are larger than this server accepts (16 KiB)']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'The request was not received in time']
+      : [400, 'Bad Request', 'The request is not valid HTTP']
+  const body = JSON.stringify(problem(status, title, detail, {}))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
 }
 
 export function sendProblem (reply: FastifyReply, p: Problem, headers?: Record<string, string>): FastifyReply {

@@ -7,7 +7,7 @@ import { ValueStaging, loadDefinitions, type CommitResult } from '../../db/value
 import { findIdempotentAnswer, lockIdempotencyKey, purgeIdempotencyKeys, saveIdempotentAnswer, type IdempotencySlot } from '../../db/idempotency.js'
 import { notifyOnlineChange } from '../../db/online.js'
 import { CsvRecordReader, CsvRecordTooLongError, CsvSyntaxError } from '../domain/csv-records.js'
-import { AppError, BadRequestError, PayloadTooLargeError, UnprocessableError } from '../domain/errors.js'
+import { AppError, BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import {
   DefinitionCatalog, RowErrors, checkCell, checkKey, checkLongRow, csvLayout, resolveFeature,
   type CsvLayout, type OnInvalid, type RowPosition, type ValueRow,
@@ -194,6 +194,8 @@ class IngestRun {
     let line = 0
     const handle = (text: string): Promise<void> | undefined => {
       line++
+      // a byte order mark before the first line (as CSV accepts one)
+      if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
       if (text.length === 0 || text.trim() === '') return undefined
       const at: RowPosition = { row: line, path: `/lines/${line}` }
       let raw: unknown
@@ -294,6 +296,17 @@ class IngestRun {
     if (unknown.length > 0 && this.onInvalid === 'reject') {
       throw new UnprocessableError(`Unknown feature column${unknown.length > 1 ? 's' : ''} in the CSV header: ${unknown.join(', ')}; nothing was written`, this.errors.listed, { error_count: this.errors.count })
     }
+    // two columns of one feature version (close_price and close_price@1): which value is meant is
+    // unknowable, so the request is refused whatever on_invalid says
+    const seen = new Map<number, { index: number, ref: string }>()
+    const twice: FieldError[] = []
+    for (const c of columns) {
+      if (c.def === undefined) continue
+      const first = seen.get(c.def.id)
+      if (first === undefined) seen.set(c.def.id, c)
+      else twice.push({ row: 0, path: `/header/${c.index}`, field: c.ref, rule: 'duplicate_column', message: `'${c.ref}' is ${c.def.name}@${c.def.version}, already column ${first.index} ('${first.ref}')` })
+    }
+    if (twice.length > 0) throw new UnprocessableError(`The CSV header names a feature version twice: ${twice.map((e) => e.message).join('; ')}; nothing was written`, twice)
     return columns
   }
 

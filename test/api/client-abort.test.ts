@@ -39,3 +39,23 @@ t.test('isDatabaseUnavailable: socket codes count when a socket call failed, dri
   t.equal(isDatabaseUnavailable({ code: '57P01' }), true)
   t.equal(isDatabaseUnavailable({ code: '23505' }), false)
 })
+
+t.test('what the HTTP parser refuses before there is a request is a problem too', async (t) => {
+  const { app } = await buildTestApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as AddressInfo).port
+  const raw = async (text: string): Promise<string> => new Promise((resolve, reject) => {
+    let got = ''
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
+    socket.on('data', (d) => { got += d.toString() })
+    socket.on('close', () => resolve(got))
+    socket.on('error', reject)
+  })
+  const big = await raw(`GET /v1/features?text=${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  t.match(big, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/)
+  t.match(big, /content-type: application\/problem\+json/i)
+  t.match(JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4)), { status: 431, title: 'Request Header Fields Too Large', detail: /headers/ })
+  const garbage = await raw('NOT HTTP AT ALL\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4)), { status: 400, type: /problems\/bad-request/ })
+})

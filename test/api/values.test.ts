@@ -189,6 +189,13 @@ t.test('limits and malformed bodies: 413, 400, 415, never 5xx', async (t) => {
   t.same(await snapshots('E1'), [])
 })
 
+t.test('NDJSON may start with a byte order mark, as CSV may', async (t) => {
+  const body = '\ufeff' + JSON.stringify({ feature: 'close_price', entity_id: 'BOM', event_time: iso(T0), value: 10 }) + '\n'
+  const res = await post(body, { type: 'application/x-ndjson' })
+  t.equal(res.statusCode, 200, res.body)
+  t.equal(res.json().written, 1)
+})
+
 t.test('NDJSON: one row per line, row numbers are line numbers, streamed past the JSON body limit', async (t) => {
   const lines = [
     JSON.stringify({ feature: 'close_price', entity_id: 'F1', event_time: iso(T0), value: 10 }),
@@ -246,6 +253,16 @@ t.test('CSV long: header in any order, quoting, empty cell = null, data row numb
   t.same(await snapshots('G3'), [])
   const skipped = await post(bad, { type: 'text/csv', query: 'on_invalid=skip' })
   t.match(skipped.json(), { received: 5, written: 1, skipped: 4 })
+})
+
+t.test('CSV wide: two columns of one feature version are refused, whatever on_invalid says', async (t) => {
+  const csv = ['entity_id,event_time,close_price,volume,close_price@1', `DUP1,${iso(T0)},100,5,101`].join('\n')
+  for (const query of ['', 'on_invalid=skip']) {
+    const res = await post(csv, { type: 'text/csv', ...(query ? { query } : {}) })
+    t.equal(res.statusCode, 422, query)
+    t.match(res.json(), { detail: /names a feature version twice/, errors: [{ row: 0, path: '/header/4', field: 'close_price@1', rule: 'duplicate_column', message: /close_price@1.*already column 2 \('close_price'\)/ }] })
+  }
+  t.same(await snapshots('DUP'), [], 'nothing written')
 })
 
 t.test('CSV wide: entity_id, event_time, one column per feature; empty cell = no value', async (t) => {
