@@ -9,6 +9,7 @@ import securityPlugin from './plugins/security.js'
 import authPlugin from './plugins/auth.js'
 import accessLogPlugin, { QuietRequestLogController, lazyChildLogger } from './plugins/access-log.js'
 import databaseHealthPlugin from './plugins/database-health.js'
+import requestEncodingPlugin from './plugins/request-encoding.js'
 import { buildServices, type Services } from './services/index.js'
 import routes from '../routes/index.js'
 
@@ -76,6 +77,7 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
   await app.register(authPlugin, { config: deps.config })
   await app.register(accessLogPlugin, { config: deps.config })
   await app.register(databaseHealthPlugin)
+  await app.register(requestEncodingPlugin)
   await app.register(swaggerPlugin)
 
   const services = await buildServices(deps, app, { backgroundJobs: opts.backgroundJobs ?? deps.config.BACKGROUND_JOBS })

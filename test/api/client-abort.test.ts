@@ -59,3 +59,23 @@ t.test('what the HTTP parser refuses before there is a request is a problem too'
   t.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/)
   t.match(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4)), { status: 400, type: /problems\/bad-request/ })
 })
+
+t.test('a body the service would misread (compressed, or not UTF-8) is a 415 before it is read', async (t) => {
+  const { app, sql } = await buildTestApp(t, { defaults: true })
+  const csv = 'feature,entity_id,event_time,value\nclose_price,ENC,2023-01-01T00:00:00Z,1\n'
+  const send = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/v1/values', payload: csv, headers: { 'content-type': 'text/csv', ...headers } })
+  const gz = await send({ 'content-encoding': 'gzip' })
+  t.equal(gz.statusCode, 415)
+  t.match(gz.json(), { detail: /Content-Encoding gzip is not accepted/ })
+  const utf16 = await send({ 'content-type': 'text/csv; charset=utf-16' })
+  t.equal(utf16.statusCode, 415)
+  t.match(utf16.json(), { detail: /charset=utf-16 is not accepted/ })
+  t.same(await sql`SELECT count(*)::int AS n FROM feature_snapshots`, [{ n: 0 }], 'nothing written')
+  const fine: Array<Record<string, string>> = [{}, { 'content-encoding': 'identity' }, { 'content-type': 'text/csv; charset=UTF-8' }, { 'content-type': 'text/csv;charset="utf8"' }]
+  for (const headers of fine) {
+    t.equal((await send(headers)).statusCode, 200, JSON.stringify(headers))
+  }
+  const json = await app.inject({ method: 'POST', url: '/v1/features', payload: '{}', headers: { 'content-type': 'application/json; charset=latin1' } })
+  t.equal(json.statusCode, 415, 'every route with a body')
+  t.equal((await app.inject({ method: 'GET', url: '/v1/features', headers: { 'content-encoding': 'gzip' } })).statusCode, 200, 'routes without a body do not care')
+})
