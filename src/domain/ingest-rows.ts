@@ -64,7 +64,8 @@ export class RowErrors {
     const unknown = [...this.unknownFeatures]
     const names = unknown.length > 0 ? ` Unknown feature${unknown.length > 1 ? 's' : ''}: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', ...' : ''}.` : ''
     const listed = this.count > this.listed.length ? ` (the first ${this.listed.length} are listed)` : ''
-    return `${this.count} invalid field${this.count === 1 ? '' : 's'} in ${this.rowsWithErrors} row${this.rowsWithErrors === 1 ? '' : 's'}${listed}.${names}`
+    // an error is a bad field, or a whole row (a line that is not JSON, a CSV record of the wrong width)
+    return `${this.count} error${this.count === 1 ? '' : 's'} in ${this.rowsWithErrors} row${this.rowsWithErrors === 1 ? '' : 's'}${listed}.${names}`
   }
 }
 
