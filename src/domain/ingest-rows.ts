@@ -153,6 +153,14 @@ export function checkLongRow (catalog: DefinitionCatalog, raw: unknown, fromText
     return undefined
   }
   const r = raw as Record<string, unknown>
+  // the four fields and nothing else, as a long CSV has exactly those columns (a misspelt
+  // field is named, not silently dropped)
+  for (const k in r) {
+    if (k !== 'feature' && k !== 'entity_id' && k !== 'event_time' && k !== 'value') {
+      errors.add({ row: at.row, path: `${at.path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, field: k, rule: 'unknown_field', message: `'${k.length > 64 ? `${k.slice(0, 64)}...` : k}' is not a field of a row: a row has feature, entity_id, event_time and value` })
+      break
+    }
+  }
   const feature = resolveFeature(catalog, r.feature)
   if (!feature.ok) {
     errors.add({ row: at.row, path: `${at.path}/feature`, field: 'feature', rule: feature.rule, message: feature.message })

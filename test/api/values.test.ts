@@ -189,6 +189,20 @@ t.test('limits and malformed bodies: 413, 400, 415, never 5xx', async (t) => {
   t.same(await snapshots('E1'), [])
 })
 
+t.test('a JSON or NDJSON row with a field other than the four is a row error naming it', async (t) => {
+  const rows = [
+    { feature: 'close_price', entity_id: 'XF1', event_time: iso(T0), value: 1 },
+    { feature: 'close_price', entity_id: 'XF1', event_time: iso(T0 + H), value: 2, source: 'feed' },
+  ]
+  const json = await post({ rows })
+  t.equal(json.statusCode, 422)
+  t.match(json.json().errors, [{ row: 1, path: '/body/rows/1/source', field: 'source', rule: 'unknown_field' }])
+  const nd = await post(rows.map((r) => JSON.stringify(r)).join('\n'), { type: 'application/x-ndjson', query: 'on_invalid=skip' })
+  t.equal(nd.statusCode, 200)
+  t.match(nd.json(), { written: 1, skipped: 1, errors: [{ row: 2, path: '/lines/2/source', rule: 'unknown_field' }] })
+  t.same((await snapshots('XF1')).map((r) => r.value_num), [1])
+})
+
 t.test('NDJSON may start with a byte order mark, as CSV may', async (t) => {
   const body = '\ufeff' + JSON.stringify({ feature: 'close_price', entity_id: 'BOM', event_time: iso(T0), value: 10 }) + '\n'
   const res = await post(body, { type: 'application/x-ndjson' })
@@ -216,7 +230,7 @@ t.test('NDJSON: one row per line, row numbers are line numbers, streamed past th
   t.same((await snapshots('F1')).map((r) => r.value_num), [10, 7])
 
   // 6,000 rows (~600 KB) through a route whose JSON limit is 256 KiB
-  const big = Array.from({ length: 6000 }, (_, i) => JSON.stringify({ feature: 'volume', entity_id: 'F2', event_time: T0 + i * 1000, value: i, note: 'padding'.repeat(5) })).join('\n')
+  const big = Array.from({ length: 6000 }, (_, i) => JSON.stringify({ feature: 'volume', entity_id: 'F2', event_time: T0 + i * 1000, value: i }) + ' '.repeat(40)).join('\n') // padded past the JSON body limit
   t.ok(big.length > 256 * 1024)
   const res = await post(big, { type: 'application/x-ndjson' })
   t.equal(res.statusCode, 200, res.body)
