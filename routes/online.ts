@@ -27,7 +27,7 @@ export default async function onlineRoutes (app: App): Promise<void> {
     // of each value was made when it entered the cache
     const cached = online.readCachedJson(entities, refs)
     if (cached !== undefined) return sendJsonText(reply, cached[0])
-    return online.read(entities, refs).then(([result]) => result)
+    return online.read(entities, refs, () => '/querystring/features').then(([result]) => result)
   })
 
   app.post('/v1/online', {
@@ -44,7 +44,8 @@ export default async function onlineRoutes (app: App): Promise<void> {
     online.checkEntities(request.body.entities, (i) => `/body/entities/${i}`)
     const cached = online.readCachedJson(request.body.entities, request.body.features)
     if (cached !== undefined) return sendJsonText(reply, `{"results":[${cached.join(',')}]}`)
-    return online.read(request.body.entities, request.body.features).then((results) => ({ results }))
+    const features = request.body.features
+    return online.read(request.body.entities, features, (ref) => `/body/features/${features.indexOf(ref)}`).then((results) => ({ results }))
   })
 }
 

@@ -81,9 +81,13 @@ export class OnlineService {
   }
 
   /** Latest values of `refs` for each entity, in the order given (duplicates kept). */
-  async read (entities: string[], refs: string[]): Promise<EntityValues[]> {
+  /**
+   * `refPath` names a reference's place in the request for error answers (a JSON pointer, e.g.
+   * /querystring/features or /body/features/2).
+   */
+  async read (entities: string[], refs: string[], refPath: (ref: string) => string = () => '/body/features'): Promise<EntityValues[]> {
     const uniqueRefs = this.prepare(refs).unique
-    const defs = await this.resolve(uniqueRefs)
+    const defs = await this.resolve(uniqueRefs, refPath)
     const now = Date.now()
     const { out, missing, ...rest } = this.collect(entities, uniqueRefs, defs, now)
     let future = rest.future
@@ -160,19 +164,19 @@ export class OnlineService {
   }
 
   /** References -> definitions, through the cache; 400 for malformed, 422 for unknown ones. */
-  private async resolve (refs: string[]): Promise<FeatureDefinition[]> {
+  private async resolve (refs: string[], refPath: (ref: string) => string): Promise<FeatureDefinition[]> {
     const defs: FeatureDefinition[] = new Array(refs.length)
     let missing: number[] | undefined
     for (let i = 0; i < refs.length; i++) {
       const d = this.cache.lookupRef(refs[i])
       if (d === undefined) (missing ??= []).push(i)
-      else if (d === null) throw unknownFeatures([refs[i]])
+      else if (d === null) throw unknownFeatures([refs[i]], refPath)
       else defs[i] = d
     }
     if (missing === undefined) return defs
     const bad = missing.map((i) => ({ ref: refs[i], problem: refProblem(refs[i]) })).filter((b) => b.problem !== undefined)
     if (bad.length > 0) {
-      throw new BadRequestError(`Invalid feature reference '${bad[0].ref}': ${bad[0].problem!}`, bad.map((b) => ({ path: 'features', field: 'features', rule: 'ref', message: `'${b.ref}': ${b.problem!}` })))
+      throw new BadRequestError(`Invalid feature reference '${bad[0].ref}': ${bad[0].problem!}`, bad.map((b) => ({ path: refPath(b.ref), field: 'features', rule: 'ref', message: `'${b.ref}': ${b.problem!}` })))
     }
     const generation = this.cache.refGeneration
     const found = await findDefinitionsByRefs(this.sql, missing.map((i) => parseRef(refs[i])))
@@ -183,14 +187,14 @@ export class OnlineService {
       if (d === undefined) unknown.push(refs[i])
       else defs[i] = d
     }
-    if (unknown.length > 0) throw unknownFeatures(unknown)
+    if (unknown.length > 0) throw unknownFeatures(unknown, refPath)
     return defs
   }
 }
 
-function unknownFeatures (refs: string[]): UnprocessableError {
+function unknownFeatures (refs: string[], refPath: (ref: string) => string): UnprocessableError {
   return new UnprocessableError(`Unknown feature${refs.length > 1 ? 's' : ''}: ${refs.join(', ')} (no such feature, or no active version)`,
-    refs.map((r) => ({ path: 'features', field: 'features', rule: 'unknown_feature', message: `feature '${r}' does not exist or has no active version` })))
+    refs.map((r) => ({ path: refPath(r), field: 'features', rule: 'unknown_feature', message: `feature '${r}' does not exist or has no active version` })))
 }
 
 function toCached (def: FeatureDefinition, r: OnlineRow): CachedValue {
