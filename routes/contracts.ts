@@ -112,5 +112,5 @@ export default async function contractRoutes (app: App): Promise<void> {
       body: ValidateBody,
       response: { 200: ValidationReport, ...problems(400, 401, 403, 404, 413, 415, 422) },
     },
-  }, async (request) => contracts.validate(request.params.name, request.body.rows, request.query.max_errors))
+  }, async (request) => contracts.validate(request.params.name, request.body.rows, request.query.max_errors ?? 100))
 }

@@ -68,7 +68,7 @@ export default async function featureRoutes (app: App): Promise<void> {
     schema: {
       tags: ['features'],
       summary: 'Create the next version of a feature (schema change)',
-      description: 'Makes version n+1 from the latest version and the changes given: fields left out are carried over, validation is merged into the previous rules (a key replaces that rule; null clears min, max or allowed_values). The new version is active at once; earlier versions stay active for whoever pins them. Concurrent requests get distinct consecutive versions.',
+      description: 'Makes version n+1 from the latest version and the changes given: fields left out are carried over, validation is merged into the previous rules (a key replaces that rule; null clears min, max or allowed_values). The new version is active at once and is what the plain name means from then on; earlier versions stay active for whoever pins them. Values are stored per version: the new one starts with none (reads of the plain name answer NOT_FOUND until values are written for it; `name@1` still reads the old ones). Concurrent requests get distinct consecutive versions.',
       params: FeatureNameParams,
       body: NewVersionBody,
       response: { 201: FeatureDefinition, ...problems(400, 401, 403, 404, 409, 413, 415, 422) },
@@ -100,7 +100,7 @@ export default async function featureRoutes (app: App): Promise<void> {
       response: { 200: DeprecationResult, ...problems(400, 401, 403, 404, 409) },
     },
   }, async (request) => {
-    const result = await registry.deprecate(request.params.name, { force: request.query.force, log: request.log })
+    const result = await registry.deprecate(request.params.name, { force: request.query.force ?? false, log: request.log })
     request.auditDetail = { feature: result.name, deprecated_versions: result.deprecated_versions, forced: result.forced }
     return result
   })

@@ -31,7 +31,10 @@ export default async function systemRoutes (app: App): Promise<void> {
   })
 
   app.get('/metrics', {
-    schema: { tags: ['system'], summary: 'Prometheus metrics', produces: ['text/plain'], security: [] },
+    schema: {
+      tags: ['system'], summary: 'Prometheus metrics', produces: ['text/plain'], security: [],
+      response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    },
   }, async (_request, reply) => {
     reply.type(app.metrics.contentType)
     return app.metrics.metrics()

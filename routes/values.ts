@@ -50,7 +50,7 @@ export default async function valuesRoutes (app: App): Promise<void> {
     const stream = format === 'json' ? undefined : request.body as Readable
     const answer = await app.services.ingest.ingest({
       format,
-      onInvalid: (request.query as { on_invalid: 'reject' | 'skip' }).on_invalid,
+      onInvalid: (request.query as { on_invalid?: 'reject' | 'skip' }).on_invalid ?? 'reject',
       idempotencyKey: key,
       idempotencyPrincipal: idempotencyPrincipal(request.principal),
       ...(stream === undefined ? { body: request.body, bodySha256: jsonBodyHashes.get(request.raw) } : { stream }),

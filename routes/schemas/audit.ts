@@ -1,14 +1,13 @@
 import { Type, type Static } from 'typebox'
-import { Timestamp } from './common.js'
-import { ApiKeyId } from './api-keys.js'
+import { TimestampFilter, UUID_PATTERN } from './common.js'
 
 export const AuditQuery = Type.Object({
-  key_id: Type.Optional(ApiKeyId),
+  key_id: Type.Optional(Type.String({ pattern: UUID_PATTERN, description: 'API key id (uuid)' })),
   method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('PUT'), Type.Literal('PATCH'), Type.Literal('DELETE')], { description: 'HTTP method' })),
-  route: Type.Optional(Type.String({ maxLength: 512, description: 'route pattern, e.g. /v1/features/:name', examples: ['/v1/values'] })),
+  route: Type.Optional(Type.String({ maxLength: 512, description: 'route pattern, e.g. /v1/features/:name' })),
   status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599, description: 'HTTP status of the answer' })),
-  from: Type.Optional(Timestamp),
-  to: Type.Optional(Timestamp),
+  from: Type.Optional(TimestampFilter),
+  to: Type.Optional(TimestampFilter),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'page size' })),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
 }, { additionalProperties: false })

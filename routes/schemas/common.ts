@@ -28,12 +28,26 @@ export function problems (...codes: number[]): Record<number, unknown> {
   return out
 }
 
+const TIMESTAMP_TEXT = 'RFC 3339 with a zone (Z or offset), millisecond precision, or epoch milliseconds'
+
 export const Timestamp = Type.Union([Type.String(), Type.Integer()], {
-  description: 'RFC 3339 with a zone (Z or offset), millisecond precision, or epoch milliseconds',
+  description: TIMESTAMP_TEXT,
   examples: ['2023-06-01T12:00:00Z'],
 })
 
-export const Name = Type.String({ pattern: '^[a-z][a-z0-9_]{0,62}$', description: 'lowercase name: ^[a-z][a-z0-9_]{0,62}$', examples: ['close_price'] })
+// Query parameters: Swagger UI's "Try it out" fills in every example, so an optional filter has
+// none (it would filter the list down to nothing) and the bounds of a range differ.
+
+/** A timestamp filter of a list, with no example. */
+export const TimestampFilter = Type.Union([Type.String(), Type.Integer()], { description: TIMESTAMP_TEXT })
+/** The start of a range (inclusive). */
+export const RangeFrom = Type.Union([Type.String(), Type.Integer()], { description: `${TIMESTAMP_TEXT}; inclusive`, examples: ['2023-06-01T00:00:00Z'] })
+/** The end of a range (exclusive). */
+export const RangeTo = Type.Union([Type.String(), Type.Integer()], { description: `${TIMESTAMP_TEXT}; exclusive`, examples: ['2023-06-08T00:00:00Z'] })
+
+export const NAME_PATTERN = '^[a-z][a-z0-9_]{0,62}$'
+export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+export const Name = Type.String({ pattern: NAME_PATTERN, description: 'lowercase name: ^[a-z][a-z0-9_]{0,62}$', examples: ['close_price'] })
 export const Ref = Type.String({ description: 'feature reference: name (latest active version) or name@version', examples: ['close_price', 'close_price@2'] })
 export const EntityId = Type.String({ minLength: 1, maxLength: 256, description: 'entity id: 1 to 256 printable characters', examples: ['BTCUSDT'] })
 export const Cursor = Type.Optional(Type.String({ description: 'opaque cursor from next_cursor of the previous page' }))

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Name, Cursor, Limit } from './common.js'
+import { Name, Cursor, Limit, NAME_PATTERN } from './common.js'
 import { Description, EntityType, NullableNumber, Owner, Tags, ValidationRulesInput } from './features.js'
 
 export const ContractStatus = Type.Unsafe<'draft' | 'active' | 'retired'>({ type: 'string', enum: ['draft', 'active', 'retired'] })
@@ -124,8 +124,9 @@ export const ContractVersionList = Type.Object({
 export const ContractRefParams = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 80, description: 'contract name (latest active version, else latest) or name@version', examples: ['phase5b_ensemble_features', 'phase5b_ensemble_features@1'] }),
 })
-export const ContractNameParams = Type.Object({ name: Name })
-export const ContractVersionParams = Type.Object({ name: Name, version: Type.Integer({ minimum: 1, maximum: 999_999_999 }) })
+const ContractName = Type.String({ pattern: NAME_PATTERN, description: 'contract name', examples: ['phase5b_ensemble_features'] })
+export const ContractNameParams = Type.Object({ name: ContractName })
+export const ContractVersionParams = Type.Object({ name: ContractName, version: Type.Integer({ minimum: 1, maximum: 999_999_999, examples: [1] }) })
 
 export const RetireResult = Type.Object({
   name: Type.String(),
@@ -133,7 +134,7 @@ export const RetireResult = Type.Object({
 })
 
 export const ValidateQuery = Type.Object({
-  max_errors: Type.Integer({ minimum: 0, maximum: 10_000, default: 100, description: 'how many row errors to list (all are counted)' }),
+  max_errors: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, default: 100, description: 'how many row errors to list (all are counted)' })),
 }, { additionalProperties: false })
 
 export const ValidateBody = Type.Object({

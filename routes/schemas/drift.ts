@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox'
-import { Cursor, EntityId, Limit, Name, Ref, Timestamp } from './common.js'
+import { Cursor, EntityId, Limit, Name, RangeFrom, RangeTo, Ref, Timestamp, TimestampFilter } from './common.js'
 
 const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
 
@@ -101,13 +101,13 @@ export const DriftCheckResult = Type.Object({
 export type DriftCheckResult = Static<typeof DriftCheckResult>
 
 export const DriftLogQuery = Type.Object({
-  feature: Type.Optional(Ref),
-  entity_id: Type.Optional(EntityId),
+  feature: Type.Optional(Type.String({ description: 'feature reference: name or name@version' })),
+  entity_id: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'entity id' })),
   method: Type.Optional(DriftMethodSchema),
   drifted: Type.Optional(Type.Boolean()),
   status: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('insufficient_data')])),
-  from: Type.Optional(Timestamp),
-  to: Type.Optional(Timestamp),
+  from: Type.Optional(TimestampFilter),
+  to: Type.Optional(TimestampFilter),
   check_id: Type.Optional(Type.String({ format: 'uuid' })),
   monitor_id: Type.Optional(Type.Integer({ minimum: 1 })),
   limit: Limit,
@@ -143,8 +143,8 @@ export const DriftLogList = Type.Object({
 export const DriftDailyQuery = Type.Object({
   feature: Type.Optional(Name),
   method: Type.Optional(DriftMethodSchema),
-  from: Type.Optional(Timestamp),
-  to: Type.Optional(Timestamp),
+  from: Type.Optional(RangeFrom),
+  to: Type.Optional(RangeTo),
 }, { additionalProperties: false })
 export type DriftDailyQuery = Static<typeof DriftDailyQuery>
 
@@ -229,10 +229,10 @@ export const MonitorPatch = Type.Object({
   thresholds: Type.Optional(Thresholds),
   schedule: Type.Optional(Type.Object({ every: Duration }, { additionalProperties: false })),
   enabled: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false, minProperties: 1 })
+}, { additionalProperties: false, minProperties: 1, examples: [{ enabled: false }, { schedule: { every: '6h' }, thresholds: { psi: 0.3 } }] })
 export type MonitorPatch = Static<typeof MonitorPatch>
 
-export const MonitorId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 9007199254740991 }) })
+export const MonitorId = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 9007199254740991, description: 'monitor id', examples: [1] }) })
 
 export const MonitorView = Type.Object({
   id: Type.Integer(),

@@ -150,10 +150,10 @@ export const FeatureRefParams = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 80, description: 'feature name (latest active version) or name@version', examples: ['close_price', 'close_price@2'] }),
 })
 export const FeatureNameParams = Type.Object({ name: Name })
-export const FeatureVersionParams = Type.Object({ name: Name, version: Type.Integer({ minimum: 1, maximum: 999_999_999 }) })
+export const FeatureVersionParams = Type.Object({ name: Name, version: Type.Integer({ minimum: 1, maximum: 999_999_999, examples: [1] }) })
 
 export const DeprecateQuery = Type.Object({
-  force: Type.Boolean({ default: false, description: 'deprecate even while active contracts or features depend on it (logged)' }),
+  force: Type.Optional(Type.Boolean({ default: false, description: 'deprecate even while active contracts or features depend on it (logged)' })),
 }, { additionalProperties: false })
 
 const VersionedName = Type.Object({ name: Type.String(), version: Type.Integer() })

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Cursor, Limit, Name, Timestamp } from './common.js'
+import { Cursor, Limit, Name, NAME_PATTERN, Timestamp, TimestampFilter, UUID_PATTERN } from './common.js'
 import { TrainingSetRequestSchema } from './training-sets.js'
 
 const Uuid = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'pipeline run id (UUIDv7)', examples: ['0190f1c2-7a3b-7c4d-8e5f-6a7b8c9d0e1f'] })
@@ -66,10 +66,10 @@ export const ListRunsQuery = Type.Object({
   status: Type.Optional(RunStatus),
   model: Type.Optional(Type.String({ maxLength: 200 })),
   kind: Type.Optional(RunKind),
-  parent_id: Type.Optional(Uuid),
-  feature: Type.Optional(Name),
-  from: Type.Optional(Timestamp),
-  to: Type.Optional(Timestamp),
+  parent_id: Type.Optional(Type.String({ pattern: UUID_PATTERN, description: 'the run a reproduction reproduced' })),
+  feature: Type.Optional(Type.String({ pattern: NAME_PATTERN, description: 'runs that pinned this feature' })),
+  from: Type.Optional(TimestampFilter),
+  to: Type.Optional(TimestampFilter),
   cursor: Cursor,
   limit: Limit,
 }, { additionalProperties: false })

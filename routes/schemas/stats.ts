@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox'
-import { EntityId, Name, Timestamp } from './common.js'
+import { EntityId, Name, RangeFrom, RangeTo } from './common.js'
 
 const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
 
@@ -7,8 +7,8 @@ export const FeatureNameParams = Type.Object({ name: Name })
 
 export const FeatureStatsQuery = Type.Object({
   bucket: Type.Optional(Type.Union([Type.Literal('1h'), Type.Literal('1d')], { default: '1h', description: 'bucket width' })),
-  from: Type.Optional(Timestamp),
-  to: Type.Optional(Timestamp),
+  from: Type.Optional(RangeFrom),
+  to: Type.Optional(RangeTo),
   entity_id: Type.Optional(EntityId),
   version: Type.Optional(Type.Integer({ minimum: 1, description: 'feature version (default: the latest active one)' })),
 }, { additionalProperties: false })

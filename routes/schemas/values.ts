@@ -1,10 +1,10 @@
 import { Type, type Static } from 'typebox'
 
 export const OnInvalidQuery = Type.Object({
-  on_invalid: Type.Union([Type.Literal('reject'), Type.Literal('skip')], {
+  on_invalid: Type.Optional(Type.Union([Type.Literal('reject'), Type.Literal('skip')], {
     default: 'reject',
     description: 'reject (default): any invalid row rejects the whole request (422), nothing is written. skip: valid rows are written, invalid ones reported.',
-  }),
+  })),
 })
 
 export const IdempotencyHeaders = Type.Object({

@@ -61,11 +61,11 @@ export function buildContractSpec (contract: ContractLike, resolve: (ref: string
     const path = `${pathPrefix}/features/${i}`
     const def = resolve(entry.feature)
     if (!def) {
-      errors.push({ path: `${path}/feature`, field: entry.feature, message: `feature '${entry.feature}' has no active definition` })
+      errors.push({ path: `${path}/feature`, field: 'feature', rule: 'unknown_feature', message: `feature '${entry.feature}' has no active definition` })
       return
     }
     if (def.entity !== contract.entity) {
-      errors.push({ path: `${path}/feature`, field: entry.feature, message: `feature '${entry.feature}' is keyed by entity '${def.entity}', the contract by '${contract.entity}'` })
+      errors.push({ path: `${path}/feature`, field: 'feature', rule: 'entity_type', message: `feature '${entry.feature}' is keyed by entity '${def.entity}', the contract by '${contract.entity}'` })
       return
     }
     const { max_null_fraction: maxNull, ...overrides } = entry.rules ?? {}

@@ -25,5 +25,5 @@ export function entityIdProblem (id: unknown): string | undefined {
 }
 
 export function assertName (name: string, what = 'name'): void {
-  if (!NAME_RE.test(name)) throw new BadRequestError(`${what} '${name}' is invalid: it must match ${NAME_PATTERN}`, [{ path: what, message: `must match ${NAME_PATTERN}` }])
+  if (!NAME_RE.test(name)) throw new BadRequestError(`${what} '${name}' is invalid: it must match ${NAME_PATTERN}`, [{ path: what, rule: 'pattern', message: `must match ${NAME_PATTERN}` }])
 }

@@ -108,8 +108,8 @@ export class ApiKeyService {
     let expiresAt: Date | null = null
     if (input.expires_at !== undefined) {
       const t = parseTimestamp(input.expires_at)
-      if (!t.ok) throw new BadRequestError(`expires_at: ${t.message}`, [{ path: '/body/expires_at', field: 'expires_at', message: t.message }])
-      if (t.ms <= Date.now()) throw new BadRequestError('expires_at is in the past', [{ path: '/body/expires_at', field: 'expires_at', message: 'must be in the future' }])
+      if (!t.ok) throw new BadRequestError(`expires_at: ${t.message}`, [{ path: '/body/expires_at', field: 'expires_at', rule: 'timestamp', message: t.message }])
+      if (t.ms <= Date.now()) throw new BadRequestError('expires_at is in the past', [{ path: '/body/expires_at', field: 'expires_at', rule: 'future', message: 'must be in the future' }])
       expiresAt = new Date(t.ms)
     }
     const key = KEY_PREFIX + randomBytes(32).toString('base64url')
@@ -151,7 +151,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 function decodeCursor (cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (!UUID_RE.test(id)) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', message: 'is not a cursor of this listing' }])
+  if (!UUID_RE.test(id)) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing' }])
   return id
 }
 

@@ -51,7 +51,7 @@ export class AuditService {
     let beforeId: number | undefined
     if (q.cursor !== undefined) {
       beforeId = Number(Buffer.from(q.cursor, 'base64url').toString('utf8'))
-      if (!Number.isSafeInteger(beforeId) || beforeId < 1) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', message: 'is not a cursor of this listing' }])
+      if (!Number.isSafeInteger(beforeId) || beforeId < 1) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing' }])
     }
     const rows = await listAuditEntries(this.sql, {
       keyId: q.key_id, method: q.method?.toUpperCase(), route: q.route, status: q.status, fromMs, toMs, beforeId, limit,

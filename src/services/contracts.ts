@@ -45,9 +45,9 @@ function checkFeatureList (features: NonNullable<CreateContractInput['features']
   const out: CheckedFeatures = { entries: [], refs: [], names: [] }
   features.forEach((f, i) => {
     const problem = refProblem(f.feature)
-    if (problem) { errors.push({ path: `/body/features/${i}/feature`, field: 'feature', message: `'${f.feature}': ${problem}` }); return }
+    if (problem) { errors.push({ path: `/body/features/${i}/feature`, field: 'feature', rule: 'ref', message: `'${f.feature}': ${problem}` }); return }
     const ref = parseRef(f.feature)
-    if (out.names.includes(ref.name)) { errors.push({ path: `/body/features/${i}/feature`, field: 'feature', message: `'${ref.name}' is listed twice` }); return }
+    if (out.names.includes(ref.name)) { errors.push({ path: `/body/features/${i}/feature`, field: 'feature', rule: 'duplicate_feature', message: `'${ref.name}' is listed twice` }); return }
     out.names.push(ref.name)
     out.refs.push(ref)
     out.entries.push({ feature: formatRef(ref), required: f.required ?? true, rules: f.rules ?? {} })

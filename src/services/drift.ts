@@ -225,8 +225,8 @@ export class DriftService {
   async daily (q: DriftDailyQuery): Promise<DriftDailyList> {
     const toMs = q.to === undefined ? Math.ceil(Date.now() / DAY_MS) * DAY_MS : queryTime(q.to, 'to')
     const fromMs = q.from === undefined ? toMs - 30 * DAY_MS : queryTime(q.from, 'from')
-    if (fromMs >= toMs) throw new BadRequestError('to must be later than from', [{ path: '/querystring/to', field: 'to', message: 'must be later than from' }])
-    if (toMs - fromMs > 3700 * DAY_MS) throw new BadRequestError('the range is too long: at most about 10 years of days', [{ path: '/querystring/from', field: 'from', message: 'range longer than 3700 days' }])
+    if (fromMs >= toMs) throw new BadRequestError('to must be later than from', [{ path: '/querystring/to', field: 'to', rule: 'range', message: 'must be later than from' }])
+    if (toMs - fromMs > 3700 * DAY_MS) throw new BadRequestError('the range is too long: at most about 10 years of days', [{ path: '/querystring/from', field: 'from', rule: 'range', message: 'range longer than 3700 days' }])
     const rows = await listDriftDaily(this.deps.sql, this.deps.storageMode, { featureName: q.feature, method: q.method, fromMs, toMs })
     return {
       from: formatTimestamp(fromMs),
@@ -341,7 +341,7 @@ function decodeLogCursor (cursor: string): { checkedAtMs: number, id: number } {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
     if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && Number.isSafeInteger(v[1])) return { checkedAtMs: v[0], id: v[1] }
   } catch { /* below */ }
-  throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', message: 'is not a cursor of this listing' }])
+  throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing' }])
 }
 
 function queryTime (input: string | number, field: string): number {

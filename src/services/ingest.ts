@@ -130,7 +130,7 @@ export class IngestService {
 
 function checkJsonShape (body: unknown, maxRows: number): void {
   if (body === null || typeof body !== 'object' || !Array.isArray((body as { rows?: unknown }).rows)) {
-    throw new BadRequestError('The body must be an object {rows: [...]}', [{ path: '/body/rows', message: 'must be an array' }])
+    throw new BadRequestError('The body must be an object {rows: [...]}', [{ path: '/body/rows', rule: 'type', message: 'must be an array' }])
   }
   const n = (body as { rows: unknown[] }).rows.length
   if (n > maxRows) throw new PayloadTooLargeError(`${n} rows in one JSON request; at most ${maxRows} are accepted: split the request, or stream it as application/x-ndjson or text/csv`)

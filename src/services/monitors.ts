@@ -54,7 +54,7 @@ export class MonitorService {
     if (q.cursor !== undefined) {
       const decoded = Buffer.from(q.cursor, 'base64url').toString('utf8')
       afterId = Number(decoded)
-      if (!/^[1-9][0-9]{0,15}$/.test(decoded) || !Number.isSafeInteger(afterId)) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', message: 'is not a cursor of this listing' }])
+      if (!/^[1-9][0-9]{0,15}$/.test(decoded) || !Number.isSafeInteger(afterId)) throw new BadRequestError('cursor is invalid: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing' }])
     }
     const rows = await listMonitors(this.deps.sql, { featureName: q.feature, enabled: q.enabled, afterId, limit: limit + 1 })
     const page = rows.slice(0, limit)
@@ -154,8 +154,8 @@ export class MonitorService {
     const duration = (v: string, path: string, allowZero: boolean, min = 1): number => {
       if (allowZero && /^0+(ms|s|m|h|d|w)$/.test(v)) return 0
       const d = parseDuration(v)
-      if (!d.ok) { errors.push({ path, message: d.message }); return 0 }
-      if (d.ms < min) errors.push({ path, message: `must be at least ${showDuration(min)}` })
+      if (!d.ok) { errors.push({ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'duration', message: d.message }); return 0 }
+      if (d.ms < min) errors.push({ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'min_duration', message: `must be at least ${showDuration(min)}` })
       return d.ms
     }
     const fields: MonitorFields = {

@@ -742,11 +742,11 @@ function storedEntityRows (rows: Array<Record<string, unknown>>, extraColumns: r
   let max = Number.NEGATIVE_INFINITY
   rows.forEach((r, i) => {
     const t = parseTimestamp(r.event_time)
-    if (!t.ok) { errors.push({ path: `/body/entity_rows/${i}/event_time`, row: i, message: t.message }); return }
+    if (!t.ok) { errors.push({ path: `/body/entity_rows/${i}/event_time`, row: i, field: 'event_time', rule: 'timestamp', message: t.message }); return }
     let extra: Record<string, unknown> | null = null
     for (const c of extraColumns) {
       if (!Object.hasOwn(r, c)) continue
-      if (hasNul(c) || hasNul(r[c])) errors.push({ path: `/body/entity_rows/${i}/${c}`, row: i, field: c, message: 'pass-through columns must not contain NUL (\\u0000) characters' })
+      if (hasNul(c) || hasNul(r[c])) errors.push({ path: `/body/entity_rows/${i}/${c}`, row: i, field: c, rule: 'no_nul_character', message: 'pass-through columns must not contain NUL (\\u0000) characters' })
       ;(extra ??= {})[c] = r[c]
     }
     if (t.ms < min) min = t.ms
@@ -805,7 +805,7 @@ function decodeCursor (c: string): { startedAt: Date, id: string } {
     const [ms, id] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [unknown, unknown]
     if (typeof ms === 'number' && Number.isInteger(ms) && typeof id === 'string' && runIdTime(id)) return { startedAt: new Date(ms), id }
   } catch { /* fall through */ }
-  throw new BadRequestError('cursor is not a cursor this service gave out', [{ path: '/querystring/cursor', message: 'invalid cursor' }])
+  throw new BadRequestError('cursor is not a cursor this service gave out', [{ path: '/querystring/cursor', rule: 'cursor', message: 'invalid cursor' }])
 }
 
 /** The API form of a run. */

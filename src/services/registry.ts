@@ -56,7 +56,7 @@ export function decodeCursor<K extends 'string' | 'number'> (cursor: string | un
     const k = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { k?: unknown }).k
     if (typeof k === kind) return k as K extends 'string' ? string : number
   } catch { /* reported below */ }
-  throw new BadRequestError('The cursor is not one this service issued: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', message: 'is not a valid cursor' }])
+  throw new BadRequestError('The cursor is not one this service issued: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', rule: 'cursor', message: 'is not a valid cursor' }])
 }
 
 export function page<T> (rows: T[], limit: number, keyOf: (row: T) => string | number): Page<T> {
@@ -97,15 +97,15 @@ function checkSchemaFields (dtype: FeatureDefinition['dtype'], validation: Compl
   else if (ttl !== undefined) {
     const parsed = parseDuration(ttl)
     if (parsed.ok) ttlMs = parsed.ms
-    else errors.push({ path: '/body/ttl', field: 'ttl', message: parsed.message })
+    else errors.push({ path: '/body/ttl', field: 'ttl', rule: 'duration', message: parsed.message })
   }
   const refs: FeatureRef[] = []
   const seen = new Set<string>()
   dependsOn.forEach((ref, i) => {
     const problem = refProblem(ref)
-    if (problem) { errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', message: `'${ref}': ${problem}` }); return }
+    if (problem) { errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', rule: 'ref', message: `'${ref}': ${problem}` }); return }
     const parsed = parseRef(ref)
-    if (seen.has(parsed.name)) errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', message: `'${parsed.name}' is listed twice` })
+    if (seen.has(parsed.name)) errors.push({ path: `/body/depends_on/${i}`, field: 'depends_on', rule: 'duplicate_feature', message: `'${parsed.name}' is listed twice` })
     seen.add(parsed.name)
     refs.push(parsed)
   })
@@ -146,7 +146,7 @@ function checkSharedEntityId (given: string | null | undefined, previous: string
   if (given === undefined) return previous
   if (given === null) return null
   const problem = entityIdProblem(given)
-  if (problem) throw new BadRequestError(`shared_entity_id ${problem}`, [{ path: '/body/shared_entity_id', field: 'shared_entity_id', message: problem }])
+  if (problem) throw new BadRequestError(`shared_entity_id ${problem}`, [{ path: '/body/shared_entity_id', field: 'shared_entity_id', rule: 'entity_id', message: problem }])
   return given
 }
 

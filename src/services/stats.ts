@@ -44,7 +44,7 @@ export class StatsService {
       if (v === undefined) return undefined
       const t = parseTimestamp(v)
       if (t.ok) return t.ms
-      errors.push({ path: `/querystring/${field}`, field, message: t.message })
+      errors.push({ path: `/querystring/${field}`, field, rule: 'timestamp', message: t.message })
       return undefined
     }
     const toIn = time(q.to, 'to')
@@ -53,10 +53,10 @@ export class StatsService {
     // buckets are UTC-aligned: from rounds down, to rounds up to a bucket boundary
     const toMs = Math.ceil((toIn ?? Date.now() + 1) / width) * width
     const fromMs = Math.floor((fromIn ?? toMs - DEFAULT_BUCKETS[bucket] * width) / width) * width
-    if (fromMs >= toMs) throw new BadRequestError('to must be later than from', [{ path: '/querystring/to', field: 'to', message: 'must be later than from' }])
+    if (fromMs >= toMs) throw new BadRequestError('to must be later than from', [{ path: '/querystring/to', field: 'to', rule: 'range', message: 'must be later than from' }])
     if ((toMs - fromMs) / width > MAX_STATS_BUCKETS) {
       throw new BadRequestError(`The range spans ${(toMs - fromMs) / width} buckets of ${bucket}; at most ${MAX_STATS_BUCKETS} per request: narrow from/to or use bucket=1d`,
-        [{ path: '/querystring/from', field: 'from', message: `more than ${MAX_STATS_BUCKETS} buckets` }])
+        [{ path: '/querystring/from', field: 'from', rule: 'range', message: `more than ${MAX_STATS_BUCKETS} buckets` }])
     }
     const ref = { name, version: q.version }
     const def = (await findDefinitionsByRefs(this.deps.sql, [ref])).get(formatRef(ref))
