@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream'
+import { streamReleasing } from './streams.js'
 import { Type } from 'typebox'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
@@ -90,13 +90,13 @@ export default async function pipelineRunRoutes (app: App): Promise<void> {
     const batches = ds.batches[Symbol.asyncIterator]()
     // The first block is built before answering, so that its failure is still a problem+json.
     const first = await batches.next()
-    async function * body (): AsyncGenerator<string> {
+    async function * body (release: () => Promise<void>): AsyncGenerator<string> {
       try {
         yield renderer ? renderer.start() : ds.header
         for (let next = first; !next.done; next = await batches.next()) yield renderer ? renderer.batch(next.value.rows) : next.value.lines
         if (renderer) yield renderer.end()
       } finally {
-        await batches.return?.()
+        await release()
       }
     }
     reply.header('content-type', `${OUTPUT_MEDIA_TYPES[format]}; charset=utf-8`)
@@ -105,7 +105,7 @@ export default async function pipelineRunRoutes (app: App): Promise<void> {
       .header('x-row-count', String(ds.run.row_count ?? 0))
       .header('x-pipeline-run', ds.run.id)
       .trailer('x-rebuilt-fingerprint', async () => ds.fingerprint())
-    return reply.send(Readable.from(body()) as never)
+    return reply.send(streamReleasing(body, async () => batches.return?.()) as never)
   })
 
   app.post('/v1/pipeline-runs/:id/reproduce', {

@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream'
+import { streamReleasing } from './streams.js'
 import { errorCodes, type FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { App } from '../src/app.js'
@@ -78,7 +78,7 @@ export default async function trainingSetRoutes (app: App): Promise<void> {
     // The first block is computed before answering, so that its failure is still a problem+json.
     const first = await blocks.next()
     const renderer = rowRenderer(format, { columns: resolved.columns, extraColumns: resolved.extraColumns, featureColumns: resolved.featureColumns, includeMetadata: resolved.includeMetadata })
-    async function * body (): AsyncGenerator<string> {
+    async function * body (release: () => Promise<void>): AsyncGenerator<string> {
       try {
         yield renderer.start()
         let next: IteratorResult<AnsweredRows> = first
@@ -89,7 +89,7 @@ export default async function trainingSetRoutes (app: App): Promise<void> {
         }
         yield renderer.end()
       } finally {
-        await blocks.return?.()
+        await release()
       }
     }
     reply.header('x-as-of-system-time', formatTimestamp(resolved.cutoffMs))
@@ -97,7 +97,7 @@ export default async function trainingSetRoutes (app: App): Promise<void> {
     reply.header('x-row-count', String(resolved.rowCount))
     reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : renderer.mediaType)
     // a stream is sent as is; the 200 schema documents it and serialises nothing
-    return reply.send(Readable.from(body()) as never)
+    return reply.send(streamReleasing(body, async () => blocks.return?.()) as never)
   })
 }
 

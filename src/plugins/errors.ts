@@ -63,6 +63,12 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
     case 'FST_ERR_ASYNC_CONSTRAINT': return problem(400, 'Bad Request', 'The request is malformed', base)
   }
   if (e instanceof SyntaxError) return problem(400, 'Bad Request', `The body is not valid JSON: ${e.message}`, base)
+  // the client hung up: its upload was cut off ("aborted" from the request stream, no socket
+  // call), or the answer's stream was closed before its end; no one reads this answer, and it is
+  // not a server failure (logged at info, counted as a 4xx)
+  if (e.code === 'ERR_STREAM_PREMATURE_CLOSE' || (e.code === 'ECONNRESET' && (e as { syscall?: unknown }).syscall === undefined)) {
+    return problem(400, 'Bad Request', 'The client closed the connection before the exchange was complete', base)
+  }
   if (isDatabaseUnavailable(e)) return problem(503, 'Service Unavailable', 'The database is unavailable; retry shortly', base)
   // a lock not granted within lock_timeout (set by an operator, or a join's own) or a deadlock
   // PostgreSQL broke: nothing wrong with the request, and the next try usually succeeds

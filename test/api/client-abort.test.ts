@@ -3,6 +3,7 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { buildTestApp } from '../lib/helper.js'
 import { isDatabaseUnavailable } from '../../src/plugins/errors.js'
+import { transactionsOpen } from '../lib/fixtures.js'
 
 /**
  * A client that hangs up in the middle of its upload fails its request with ECONNRESET
@@ -78,4 +79,51 @@ t.test('a body the service would misread (compressed, or not UTF-8) is a 415 bef
   const json = await app.inject({ method: 'POST', url: '/v1/features', payload: '{}', headers: { 'content-type': 'application/json; charset=latin1' } })
   t.equal(json.statusCode, 415, 'every route with a body')
   t.equal((await app.inject({ method: 'GET', url: '/v1/features', headers: { 'content-encoding': 'gzip' } })).statusCode, 200, 'routes without a body do not care')
+})
+
+t.test('streamReleasing: release runs once, also when the stream is destroyed before its first read', async (t) => {
+  const { streamReleasing } = await import('../../routes/streams.js')
+  let releases = 0
+  let bodyRan = false
+  const early = streamReleasing(async function * (release) {
+    try { bodyRan = true; yield 'a' } finally { await release() }
+  }, async () => { releases++ })
+  early.destroy()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(bodyRan, false, 'the generator never started')
+  t.equal(releases, 1, 'released anyway')
+
+  releases = 0
+  const read = streamReleasing(async function * (release) {
+    try { yield 'a'; yield 'b' } finally { await release() }
+  }, async () => { releases++ })
+  const got: string[] = []
+  for await (const chunk of read) got.push(String(chunk))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(got, ['a', 'b'])
+  t.equal(releases, 1, 'read to the end: released once')
+})
+
+t.test('clients hanging up on training sets (before or after the first byte) leave no transaction open', async (t) => {
+  const { app, sql } = await buildTestApp(t, { defaults: true, config: { TRAINING_READ_CONNECTIONS: 2, TRAINING_BLOCK_ROWS: 10_000 } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as AddressInfo).port
+  const body = JSON.stringify({ features: ['close_price', 'volume'], grid: { entities: Array.from({ length: 200 }, (_, i) => `E${i}`), from: '2023-01-01T00:00:00Z', to: '2023-01-21T19:00:00Z', every: '1h' } })
+  for (const waitMs of [0, 5, 20, 60, 150]) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.write(`POST /v1/training-sets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: text/csv\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+        setTimeout(() => { socket.destroy(); resolve() }, waitMs)
+      })
+      socket.on('error', reject)
+    })
+  }
+  let open = -1
+  for (let i = 0; i < 100 && open !== 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    open = await transactionsOpen(sql)
+  }
+  t.equal(open, 0, 'every read session was rolled back and given back')
+  const res = await app.inject({ method: 'POST', url: '/v1/training-sets', payload: JSON.parse(body), headers: { accept: 'text/csv' } })
+  t.equal(res.statusCode, 200, 'the pool still serves')
 })
