@@ -214,7 +214,10 @@ export function sendProblem (reply: FastifyReply, p: Problem, headers?: Record<s
 async function errorsPlugin (app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err, request, reply) => {
     const p = toProblem(err, request)
-    if (p.status >= 500) request.log.error({ err }, 'request failed')
+    // a 5xx the service chose to answer (load shedding, database unavailable) is a warning with
+    // its reason; any other is a failure, logged with its stack
+    if (p.status >= 500 && !(err instanceof AppError)) request.log.error({ err }, 'request failed')
+    else if (p.status >= 500) request.log.warn({ status: p.status, detail: p.detail }, 'request refused')
     else request.log.info({ status: p.status, detail: p.detail }, 'request rejected')
     return sendProblem(reply, p, err instanceof AppError ? err.headers : undefined)
   })
