@@ -127,11 +127,12 @@ export async function pipelineRunsUsing (sql: Queryable, names: string[], recent
     WHERE c.total > 0`]
 }
 
-/** How many pipeline runs (each counted once) pinned at least one of the features `names`. */
+/**
+ * How many pipeline runs (each counted once) pinned at least one of the features `names` (found
+ * by pipelineRunsUsing, which has checked that the table exists).
+ */
 export async function countPipelineRunsUsingAny (sql: Queryable, names: string[]): Promise<number> {
   if (names.length === 0) return 0
-  const [t] = await sql<{ exists: boolean }[]>`SELECT to_regclass('pipeline_runs') IS NOT NULL AS exists`
-  if (!t.exists) return 0
   const [{ n }] = await sql<{ n: number }[]>`
     SELECT count(DISTINCT p.id)::int AS n
     FROM unnest(${names}::text[]) AS u(name)

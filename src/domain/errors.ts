@@ -13,6 +13,26 @@ export interface FieldError {
   [key: string]: unknown
 }
 
+/** A key as one segment of a JSON pointer (RFC 6901: ~ as ~0, / as ~1). */
+export function pointerSegment (key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1')
+}
+
+/**
+ * The `field` of a FieldError at `path`: the name of the field the path ends at, i.e. its last
+ * segment that is not an array index (a pointer such as /body/rows/3/value gives value; the
+ * part it is in, /body or /querystring, is not a field). A path without a leading / is a field
+ * name itself.
+ */
+export function fieldOfPath (path: string): string | undefined {
+  const segments = path.split('/')
+  const first = path.startsWith('/') ? 2 : 0
+  for (let i = segments.length - 1; i >= first; i--) {
+    if (segments[i] !== '' && !/^\d+$/.test(segments[i])) return segments[i].replace(/~1/g, '/').replace(/~0/g, '~')
+  }
+  return undefined
+}
+
 export class AppError extends Error {
   readonly status: number
   readonly title: string

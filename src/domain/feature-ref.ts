@@ -1,4 +1,4 @@
-import { BadRequestError } from './errors.js'
+import { BadRequestError, fieldOfPath } from './errors.js'
 import { NAME_RE, NAME_PATTERN } from './names.js'
 
 /** `name` (latest active version) or `name@version`. The only parser of references. */
@@ -21,7 +21,7 @@ export function refProblem (ref: unknown): string | undefined {
 
 export function parseRef (ref: string, path = 'feature'): FeatureRef {
   const problem = refProblem(ref)
-  if (problem) throw new BadRequestError(`Invalid reference '${ref}': ${problem}`, [{ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'ref', message: problem }])
+  if (problem) throw new BadRequestError(`Invalid reference '${ref}': ${problem}`, [{ path, field: fieldOfPath(path), rule: 'ref', message: problem }])
   const at = ref.indexOf('@')
   return at < 0 ? { name: ref } : { name: ref.slice(0, at), version: Number(ref.slice(at + 1)) }
 }

@@ -1,4 +1,4 @@
-import { BadRequestError, type FieldError } from './errors.js'
+import { BadRequestError, pointerSegment, type FieldError } from './errors.js'
 import type { FeatureDefinition } from './feature.js'
 import { refProblem } from './feature-ref.js'
 import { entityIdProblem } from './names.js'
@@ -157,7 +157,7 @@ export function checkLongRow (catalog: DefinitionCatalog, raw: unknown, fromText
   // field is named, not silently dropped)
   for (const k in r) {
     if (k !== 'feature' && k !== 'entity_id' && k !== 'event_time' && k !== 'value') {
-      errors.add({ row: at.row, path: `${at.path}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, field: k, rule: 'unknown_field', message: `'${k.length > 64 ? `${k.slice(0, 64)}...` : k}' is not a field of a row: a row has feature, entity_id, event_time and value` })
+      errors.add({ row: at.row, path: `${at.path}/${pointerSegment(k)}`, field: k, rule: 'unknown_field', message: `'${k.length > 64 ? `${k.slice(0, 64)}...` : k}' is not a field of a row: a row has feature, entity_id, event_time and value` })
       break
     }
   }

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AppError, type FieldError } from '../domain/errors.js'
+import { AppError, fieldOfPath, pointerSegment, type FieldError } from '../domain/errors.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -20,6 +20,14 @@ const PG_UNAVAILABLE = new Set(['57P01', '57P02', '57P03', '08000', '08003', '08
 
 /** Node's socket error codes among PG_UNAVAILABLE: the driver's come from a socket call (syscall set). */
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'])
+
+/**
+ * The client hung up: its upload was cut off ("aborted" from the HTTP request stream: ECONNRESET
+ * with no socket call named), or the answer's stream was closed before its end.
+ */
+function isClientHangUp (e: { code?: unknown, syscall?: unknown } | null): boolean {
+  return e?.code === 'ERR_STREAM_PREMATURE_CLOSE' || (e?.code === 'ECONNRESET' && e.syscall === undefined)
+}
 
 /**
  * True for the errors of a database that is down, restarting or unreachable. A client that
@@ -47,7 +55,7 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
       if (typeof params?.missingProperty === 'string') path += `/${params.missingProperty}`
       if (typeof params?.additionalProperty === 'string') path += `/${params.additionalProperty}`
       const rowMatch = /^\/body\/(?:rows|entity_rows|entities)\/(\d+)/.exec(path)
-      return { path, ...(rowMatch ? { row: Number(rowMatch[1]) } : {}), field: fieldOf(path), rule: v.keyword, message: v.message ?? 'is invalid' }
+      return { path, ...(rowMatch ? { row: Number(rowMatch[1]) } : {}), field: fieldOfPath(path), rule: v.keyword, message: v.message ?? 'is invalid' }
     })
     return problem(400, 'Bad Request', `Request ${e.validationContext ?? 'body'} is invalid: ${errors.map((x) => `${x.path} ${x.message}`).slice(0, 5).join('; ')}`, base, { errors })
   }
@@ -63,10 +71,8 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
     case 'FST_ERR_ASYNC_CONSTRAINT': return problem(400, 'Bad Request', 'The request is malformed', base)
   }
   if (e instanceof SyntaxError) return problem(400, 'Bad Request', `The body is not valid JSON: ${e.message}`, base)
-  // the client hung up: its upload was cut off ("aborted" from the request stream, no socket
-  // call), or the answer's stream was closed before its end; no one reads this answer, and it is
-  // not a server failure (logged at info, counted as a 4xx)
-  if (e.code === 'ERR_STREAM_PREMATURE_CLOSE' || (e.code === 'ECONNRESET' && (e as { syscall?: unknown }).syscall === undefined)) {
+  // no one reads this answer, and it is not a server failure (logged at info, counted as a 4xx)
+  if (isClientHangUp(e)) {
     return problem(400, 'Bad Request', 'The client closed the connection before the exchange was complete', base)
   }
   if (isDatabaseUnavailable(e)) return problem(503, 'Service Unavailable', 'The database is unavailable; retry shortly', base)
@@ -79,7 +85,7 @@ export function toProblem (err: unknown, request?: FastifyRequest): Problem {
     const nul = (e.code === '22021' || e.code === '22P05') && request !== undefined ? findNul(request) : undefined
     if (nul !== undefined) {
       return problem(400, 'Bad Request', `${nul} contains a NUL character (\\u0000), which text values cannot hold`, base,
-        { errors: [{ path: nul, field: fieldOf(nul), rule: 'no_nul_character', message: 'contains a NUL character (\\u0000)' }] })
+        { errors: [{ path: nul, field: fieldOfPath(nul), rule: 'no_nul_character', message: 'contains a NUL character (\\u0000)' }] })
     }
     return problem(fromDatabase.status, titleFor(fromDatabase.status), fromDatabase.detail, base)
   }
@@ -132,7 +138,6 @@ const NUL_SEARCH_LIMIT = 1_000_000
  */
 export function findNul (request: Pick<FastifyRequest, 'params' | 'query' | 'body'>): string | undefined {
   let budget = NUL_SEARCH_LIMIT
-  const escape = (k: string): string => k.replace(/~/g, '~0').replace(/\//g, '~1')
   const walk = (v: unknown, path: string): string | undefined => {
     if (--budget < 0) return undefined
     if (typeof v === 'string') return v.includes('\u0000') ? path : undefined
@@ -145,20 +150,13 @@ export function findNul (request: Pick<FastifyRequest, 'params' | 'query' | 'bod
       return undefined
     }
     for (const [k, x] of Object.entries(v)) {
-      if (k.includes('\u0000')) return `${path}/${escape(k)}`
-      const found = walk(x, `${path}/${escape(k)}`)
+      if (k.includes('\u0000')) return `${path}/${pointerSegment(k)}`
+      const found = walk(x, `${path}/${pointerSegment(k)}`)
       if (found !== undefined || budget < 0) return found
     }
     return undefined
   }
   return walk(request.params, '/params') ?? walk(request.query, '/querystring') ?? walk(request.body, '/body')
-}
-
-/** The name of the field a path ends at: its last segment that is not an array index. */
-function fieldOf (path: string): string | undefined {
-  const segments = path.split('/')
-  for (let i = segments.length - 1; i > 1; i--) if (!/^\d+$/.test(segments[i]) && segments[i] !== '') return segments[i].replace(/~1/g, '/').replace(/~0/g, '~')
-  return undefined
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   DEFAULT_THRESHOLDS, DRIFT_METHODS, judgeDrift, quantileFractions,
   type DriftMethod, type DriftVerdict, type SampleSummary,
 } from '../domain/drift-stats.js'
-import { BadRequestError, UnprocessableError, type FieldError } from '../domain/errors.js'
+import { BadRequestError, fieldOfPath, UnprocessableError, type FieldError } from '../domain/errors.js'
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import type { FeatureDefinition } from '../domain/feature.js'
 import { formatTimestamp, parseDuration, parseTimestamp } from '../domain/time.js'
@@ -58,7 +58,7 @@ export class DriftService {
     const time = (v: unknown, path: string): number => {
       const t = parseTimestamp(v)
       if (t.ok) return t.ms
-      errors.push({ path, field: path.split('/').pop(), rule: 'timestamp', message: t.message })
+      errors.push({ path, field: fieldOfPath(path), rule: 'timestamp', message: t.message })
       return Number.NaN
     }
     const current = { fromMs: time(body.current.from, '/body/current/from'), toMs: time(body.current.to, '/body/current/to') }

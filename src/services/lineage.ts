@@ -46,11 +46,10 @@ export class LineageService {
     const touched = new Set(nodes.filter((n) => n.relation !== 'upstream').map((n) => n.name))
     const impactContracts = new Map<string, { name: string, version: number, status: string }>()
     for (const c of contracts) if (touched.has(c.feature)) impactContracts.set(`${c.name}@${c.version}`, { name: c.name, version: c.version, status: c.status })
-    // a run that pinned several touched features is one run
-    const touchedWithRuns = runs.filter((r) => touched.has(r.feature)).map((r) => r.feature)
-    const impactRuns = touchedWithRuns.length <= 1
-      ? runs.find((r) => touched.has(r.feature))?.total ?? 0
-      : await countPipelineRunsUsingAny(this.sql, touchedWithRuns)
+    // a run that pinned several touched features is one run: counted in the database unless
+    // only one touched feature has runs
+    const touchedRuns = runs.filter((r) => touched.has(r.feature))
+    const impactRuns = touchedRuns.length <= 1 ? touchedRuns[0]?.total ?? 0 : await countPipelineRunsUsingAny(this.sql, touchedRuns.map((r) => r.feature))
     return {
       feature: name,
       direction,

@@ -7,7 +7,7 @@ import {
 } from '../../db/drift.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { DRIFT_METHODS } from '../domain/drift-stats.js'
-import { BadRequestError, ConflictError, NotFoundError, UnprocessableError, type FieldError } from '../domain/errors.js'
+import { BadRequestError, ConflictError, fieldOfPath, NotFoundError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import { formatDuration, formatTimestamp, parseDuration } from '../domain/time.js'
 import type { MonitorBody, MonitorPatch, MonitorQuery, MonitorView } from '../../routes/schemas/drift.js'
@@ -154,8 +154,8 @@ export class MonitorService {
     const duration = (v: string, path: string, allowZero: boolean, min = 1): number => {
       if (allowZero && /^0+(ms|s|m|h|d|w)$/.test(v)) return 0
       const d = parseDuration(v)
-      if (!d.ok) { errors.push({ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'duration', message: d.message }); return 0 }
-      if (d.ms < min) errors.push({ path, field: path.slice(path.lastIndexOf('/') + 1), rule: 'min_duration', message: `must be at least ${showDuration(min)}` })
+      if (!d.ok) { errors.push({ path, field: fieldOfPath(path), rule: 'duration', message: d.message }); return 0 }
+      if (d.ms < min) errors.push({ path, field: fieldOfPath(path), rule: 'min_duration', message: `must be at least ${showDuration(min)}` })
       return d.ms
     }
     const fields: MonitorFields = {

@@ -4,7 +4,7 @@ import { soundCutoff } from '../../db/knowledge.js'
 import { findContractVersion, findCurrentContract } from '../../db/contracts.js'
 import { blockSavepoint, closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, releaseBlockSavepoint, rollbackToBlockSavepoint, waitForLocksFreely, type ReservedSql } from '../../db/point-in-time.js'
 import type { EntityRowInput, TrainingSetRequest } from '../../routes/schemas/training-sets.js'
-import { BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
+import { BadRequestError, fieldOfPath, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import type { FeatureDefinition } from '../domain/feature.js'
 import { formatRef, parseRef, refProblem, type FeatureRef } from '../domain/feature-ref.js'
 import { entityIdProblem } from '../domain/names.js'
@@ -124,7 +124,7 @@ export class TrainingSetService {
     const dupErrors: FieldError[] = []
     features.forEach((f, i) => {
       const first = seen.get(f.id)
-      if (first !== undefined) dupErrors.push({ path: `${refsPath}/${i}`, field: refsPath === '/body/features' ? 'features' : 'contract', rule: 'duplicate_feature', message: `${refs[i]} is ${f.name}@${f.version}, already joined as ${refs[first]}` })
+      if (first !== undefined) dupErrors.push({ path: `${refsPath}/${i}`, field: fieldOfPath(refsPath), rule: 'duplicate_feature', message: `${refs[i]} is ${f.name}@${f.version}, already joined as ${refs[first]}` })
       else seen.set(f.id, i)
     })
     if (dupErrors.length > 0) throw new UnprocessableError(`A feature version is listed twice: ${dupErrors.map((e) => e.message).join('; ')}`, dupErrors)
@@ -133,7 +133,7 @@ export class TrainingSetService {
     if (odd.length > 0) {
       const names = odd.map(({ f }) => `${f.name}@${f.version} (entity ${f.entity})`).join(', ')
       throw new UnprocessableError(`All features of a training set must share one entity type (${entityType}); these do not: ${names}`,
-        odd.map(({ f, i }) => ({ path: `${refsPath}/${i}`, field: refsPath === '/body/features' ? 'features' : 'contract', rule: 'entity_type', message: `${f.name}@${f.version} has entity type ${f.entity}, not ${entityType}` })))
+        odd.map(({ f, i }) => ({ path: `${refsPath}/${i}`, field: fieldOfPath(refsPath), rule: 'entity_type', message: `${f.name}@${f.version} has entity type ${f.entity}, not ${entityType}` })))
     }
 
     const pointInTime: PointInTime = request.point_in_time ?? 'event'
@@ -449,9 +449,4 @@ function resolveGrid (grid: NonNullable<TrainingSetRequest['grid']>, maxRows: nu
     throw new PayloadTooLargeError(`The grid has ${grid.entities.length} entities x ${steps} points in time = ${rows} rows, more than the ${maxRows} a training set may have; narrow from/to, widen every, or split the request`)
   }
   return { entities: grid.entities, fromMs: from.ms, toMs: to.ms, everyMs: every.ms, steps }
-}
-
-/** The request field a path like /body/features names (its last segment). */
-function fieldOfPath (path: string): string {
-  return path.slice(path.lastIndexOf('/') + 1)
 }
