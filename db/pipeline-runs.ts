@@ -70,7 +70,7 @@ export interface StoredEntityRow {
 }
 
 /** Streams the inline entity rows of a run into pipeline_run_entities with COPY, in order. */
-export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<StoredEntityRow>): Promise<number> {
+export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<StoredEntityRow> | AsyncIterable<StoredEntityRow>): Promise<number> {
   const stream: Writable = await tx`COPY pipeline_run_entities (run_id, ord, entity_id, event_time, extra) FROM STDIN`.writable()
   let failure: Error | undefined
   stream.on('error', (err) => { failure = err })
@@ -84,7 +84,7 @@ export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<
     size = 0
     if (!stream.write(chunk)) await new Promise<void>((resolve, reject) => { stream.once('drain', resolve); stream.once('error', reject) })
   }
-  for (const r of rows) {
+  for await (const r of rows) {
     const line = `${runId}\t${ord++}\t${copyText(r.entity_id)}\t${new Date(r.event_time).toISOString()}\t${r.extra === null ? '\\N' : copyText(JSON.stringify(r.extra))}\n`
     buffer.push(line)
     size += line.length

@@ -1,4 +1,5 @@
 import { streamReleasing } from './streams.js'
+import { useEntityRowsJsonParser } from './entity-rows-body.js'
 import { Type } from 'typebox'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
@@ -12,6 +13,9 @@ import { AppError } from '../src/domain/errors.js'
 const RUN_LINK = (id: string): string => `/v1/pipeline-runs/${id}`
 
 export default async function pipelineRunRoutes (app: App): Promise<void> {
+  // inline entity_rows are read from the body's bytes into columns (routes/entity-rows-body.ts)
+  const inlineRows = useEntityRowsJsonParser(app, CreateRunBody)
+
   app.post('/v1/pipeline-runs', {
     bodyLimit: app.deps.config.TRAINING_BODY_LIMIT_BYTES,
     schema: {
@@ -23,7 +27,7 @@ export default async function pipelineRunRoutes (app: App): Promise<void> {
       response: { 201: PipelineRun, 202: PipelineRun, ...problems(400, 401, 403, 404, 413, 415, 422, 429, 503) },
     },
   }, async (request, reply) => {
-    const { run, background } = await app.services.pipelines.create(request.body)
+    const { run, background } = await app.services.pipelines.create(request.body, inlineRows(request.body))
     request.auditDetail = { run_id: run.id, name: run.name }
     return reply.code(background ? 202 : 201).header('location', RUN_LINK(run.id)).send(run)
   })

@@ -15,7 +15,7 @@ export default async function valuesRoutes (app: App): Promise<void> {
   // types hand the raw request to the handler, unread and without a size limit.
   const defaultJson = app.getDefaultJsonParser('error', 'ignore')
   app.removeContentTypeParser(['application/json', 'text/plain'])
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: app.deps.config.BODY_LIMIT_BYTES }, (request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: app.deps.config.VALUES_BODY_LIMIT_BYTES }, (request, body, done) => {
     const buf = body as Buffer
     if (request.headers['idempotency-key'] !== undefined) jsonBodyHashes.set(request.raw, createHash('sha256').update(buf).digest('hex'))
     defaultJson(request, buf.toString('utf8'), done)
@@ -29,7 +29,7 @@ export default async function valuesRoutes (app: App): Promise<void> {
       description: [
         'Appends values to the bitemporal store: every row is stamped with the same `ingested_at` (the moment the store learned it), a correction is a new row, nothing is updated in place. The online table and cache are updated in the same transaction; the answer comes only after COMMIT.',
         '',
-        'Bodies: `application/json` `{rows: [...]}` (at most MAX_JSON_ROWS rows and BODY_LIMIT_BYTES, else 413); `application/x-ndjson` (one row per line) and `text/csv` (long or wide), both streamed with no size limit.',
+        'Bodies: `application/json` `{rows: [...]}` (at most MAX_JSON_ROWS rows and VALUES_BODY_LIMIT_BYTES, else 413); `application/x-ndjson` (one row per line) and `text/csv` (long or wide), both streamed with no size limit.',
         '',
         'Every value is checked against its definition (dtype, nullable, min, max, allowed_values, non-finite numbers), every entity id and timestamp too; an unknown feature is an error naming it. With `on_invalid=reject` (default) any error gives a 422 listing `{row, field, rule, message, path}` (the first 100, `error_count` says how many in total) and nothing is written. With `on_invalid=skip` the valid rows are written and the invalid ones reported in the 200 answer.',
         '',

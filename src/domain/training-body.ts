@@ -1,3 +1,4 @@
+import { runSteps, STEP_ROWS, type Steps } from './steps.js'
 import { parseTimestamp } from './time.js'
 import { parseUtcTimestampFast } from './training-output.js'
 
@@ -102,12 +103,24 @@ export class EntityRowColumns {
 
 /** Columns of row objects that passed the request schema (entity_id a string, event_time given). */
 export function entityRowColumnsFromObjects (rows: ReadonlyArray<{ entity_id: string, event_time: unknown }>): EntityRowColumns {
+  return runSteps(entityRowColumnsSteps(rows))
+}
+
+/**
+ * entityRowColumnsFromObjects in steps: yields after every STEP_ROWS rows and returns the
+ * columns, so that a caller can let other work run between the steps of a large body.
+ */
+export function * entityRowColumnsSteps (rows: ReadonlyArray<{ entity_id: string, event_time: unknown }>): Steps<EntityRowColumns> {
   const cols = new EntityRowColumns(rows.length)
-  for (let i = 0; i < rows.length; i++) addRowObject(cols, rows[i] as unknown as Record<string, unknown>)
+  for (let i = 0; i < rows.length; i++) {
+    addRowObject(cols, rows[i] as unknown as Record<string, unknown>)
+    if ((i + 1) % STEP_ROWS === 0) yield
+  }
   return cols.finish()
 }
 
-function addRowObject (cols: EntityRowColumns, row: Record<string, unknown>): void {
+/** Adds a row object's members to `cols` (pass-through members included). */
+export function addRowObject (cols: EntityRowColumns, row: Record<string, unknown>): void {
   const r = cols.add(row.entity_id as string, row.event_time)
   for (const key in row) {
     if (key !== 'entity_id' && key !== 'event_time' && row[key] !== undefined) cols.setExtra(r, key, row[key])
@@ -176,15 +189,23 @@ class NotJson extends Error {
  * A row that is certainly malformed JSON gives 'invalid'.
  */
 export function scanTrainingBody (b: Buffer, validate: RowValidator): ScanResult {
+  return runSteps(scanTrainingBodySteps(b, validate))
+}
+
+/**
+ * scanTrainingBody in steps: yields after every STEP_ROWS entity rows and returns the result,
+ * so that a caller can let other work run while a large body is read.
+ */
+export function * scanTrainingBodySteps (b: Buffer, validate: RowValidator): Steps<ScanResult> {
   try {
-    return scan(b, validate)
+    return yield * scan(b, validate)
   } catch (err) {
     if (err instanceof NotJson) return { kind: 'invalid', at: err.at }
     throw err
   }
 }
 
-function scan (b: Buffer, validate: RowValidator): ScanResult {
+function * scan (b: Buffer, validate: RowValidator): Steps<ScanResult> {
   const n = b.length
   let p = ws(b, 0)
   if (b[p] !== LBRACE) return { kind: 'fallback' }
@@ -206,7 +227,7 @@ function scan (b: Buffer, validate: RowValidator): ScanResult {
       if (isRows) {
         if (rowsFrom >= 0 || b[p] !== LBRACKET) return { kind: 'fallback' }
         rowsFrom = p
-        const read = readRows(b, p, validate)
+        const read = yield * readRows(b, p, validate)
         if (read === undefined) return { kind: 'fallback' }
         result = read
         p = read.end
@@ -232,7 +253,7 @@ const extraKeys: string[] = []
 const extraValues: unknown[] = []
 
 /** Reads the array at `p` (a '['). undefined: leave the body to JSON.parse. */
-function readRows (b: Buffer, p: number, validate: RowValidator): { columns: EntityRowColumns, rowErrors: RowSchemaError[], end: number } | undefined {
+function * readRows (b: Buffer, p: number, validate: RowValidator): Steps<{ columns: EntityRowColumns, rowErrors: RowSchemaError[], end: number } | undefined> {
   // ~60 bytes a row is the usual size: start near the final capacity
   const columns = new EntityRowColumns(Math.min(1 << 20, Math.ceil(b.length / 64)))
   const rowErrors: RowSchemaError[] = []
@@ -263,7 +284,11 @@ function readRows (b: Buffer, p: number, validate: RowValidator): { columns: Ent
       p = end
     }
     p = ws(b, p)
-    if (b[p] === COMMA) { p = ws(b, p + 1); continue }
+    if (b[p] === COMMA) {
+      p = ws(b, p + 1)
+      if ((row + 1) % STEP_ROWS === 0) yield
+      continue
+    }
     if (b[p] === RBRACKET) return { columns, rowErrors, end: p + 1 }
     throw new NotJson(p)
   }

@@ -1,4 +1,5 @@
 import type { Dtype } from './feature.js'
+import { runSteps, STEP_ROWS, type Steps } from './steps.js'
 import { decodeValue } from './value-validation.js'
 
 /**
@@ -48,6 +49,15 @@ export interface EntityBlock {
 
 /** Groups `size` rows (entity id and T by index) into an EntityBlock. */
 export function buildEntityBlock (size: number, entityOf: (i: number) => string, tOf: (i: number) => number): EntityBlock {
+  return runSteps(entityBlockSteps(size, entityOf, tOf))
+}
+
+/**
+ * buildEntityBlock in steps: the generator yields after every STEP_ROWS rows of
+ * each pass (and after each entity whose rows had to be sorted) and returns the block, so that
+ * a caller can let other work run between the steps of a large block.
+ */
+export function * entityBlockSteps (size: number, entityOf: (i: number) => string, tOf: (i: number) => number): Steps<EntityBlock> {
   const t = new Float64Array(size)
   const rowEntity = new Int32Array(size)
   const index = new Map<string, number>()
@@ -65,6 +75,7 @@ export function buildEntityBlock (size: number, entityOf: (i: number) => string,
     }
     rowEntity[i] = e
     counts[e]++
+    if ((i + 1) % STEP_ROWS === 0) yield
   }
   const n = entityIds.length
   const entityStart = new Int32Array(n + 1)
@@ -72,8 +83,10 @@ export function buildEntityBlock (size: number, entityOf: (i: number) => string,
   const fill = entityStart.slice(0, n)
   const order = new Int32Array(size)
   for (let i = 0; i < size; i++) order[fill[rowEntity[i]]++] = i
+  yield
   const minT = new Float64Array(n)
   const maxT = new Float64Array(n)
+  let checked = 0
   for (let e = 0; e < n; e++) {
     const from = entityStart[e]
     const to = entityStart[e + 1]
@@ -85,6 +98,11 @@ export function buildEntityBlock (size: number, entityOf: (i: number) => string,
     }
     minT[e] = t[order[from]]
     maxT[e] = t[order[to - 1]]
+    checked += to - from
+    if (!sorted || checked >= STEP_ROWS) {
+      checked = 0
+      yield
+    }
   }
   return { size, t, entityIds, entityStart, order, minT, maxT }
 }

@@ -16,6 +16,7 @@ import type { IngestResponse } from '../../routes/schemas/values.js'
 import type { OnlineChange } from './online-cache.js'
 import type { OnlineService } from './online.js'
 import type { Principal } from './api-keys.js'
+import { EventLoopSlices } from './event-loop-slices.js'
 
 export type BodyFormat = 'json' | 'ndjson' | 'csv'
 
@@ -182,9 +183,12 @@ class IngestRun {
   }
 
   async readJson (rows: unknown[]): Promise<void> {
+    // the rows are in memory: other requests get turns of the event loop meanwhile
+    const slices = new EventLoopSlices()
     for (let i = 0; i < rows.length && !this.done; i++) {
       const p = this.longRow(rows[i], false, { row: i, path: `/body/rows/${i}` })
       if (p !== undefined) await p
+      if ((i & 1023) === 1023) await slices.pause()
     }
   }
 

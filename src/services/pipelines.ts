@@ -16,6 +16,8 @@ import {
   type CanonicalLayout, type DigestBlock,
 } from '../domain/canonical-dataset.js'
 import type { TrainingSetService, ResolvedTrainingSet, TrainingRow, TrainingSetRequest } from './training-sets.js'
+import { EventLoopSlices, sliced } from './event-loop-slices.js'
+import { EntityRowColumns } from '../domain/training-body.js'
 import type { CreateRunBody, PatchRunBody, ListRunsQuery, PipelineRunView, ReproduceQuery } from '../../routes/schemas/pipeline-runs.js'
 
 export interface PipelineOptions {
@@ -175,8 +177,12 @@ export class PipelineService {
 
   private get sql (): Sql { return this.deps.sql }
 
-  /** Creates a run; answers when it is built, or at once (background) when it is large. */
-  async create (body: CreateRunBody): Promise<{ run: PipelineRunView, background: boolean }> {
+  /**
+   * Creates a run; answers when it is built, or at once (background) when it is large.
+   * `inlineRows`: the entity rows already read into columns (the HTTP route reads them from the
+   * body's bytes, and body.entity_rows is then empty).
+   */
+  async create (body: CreateRunBody, inlineRows?: EntityRowColumns): Promise<{ run: PipelineRunView, background: boolean }> {
     this.assertOpen()
     rejectNul({ name: body.name, model: body.model, code_version: body.code_version, params: body.params })
     const t0 = performance.now()
@@ -188,10 +194,10 @@ export class PipelineService {
       point_in_time: body.point_in_time ?? 'event',
     } as TrainingSetRequest
     // Validates the request, pins each feature to its definition and K to a sound "now".
-    const resolved = await this.trainingSets.resolve(request)
+    const resolved = await this.trainingSets.resolve(request, inlineRows)
     const features: PinnedFeature[] = resolved.features.map((d) => ({ name: d.name, version: d.version, id: d.id }))
     const contract = resolved.contract ? await this.contractSpec(resolved.contract, resolved) : undefined
-    const entityRows = body.entity_rows !== undefined ? storedEntityRows(body.entity_rows, resolved.extraColumns) : undefined
+    const entityRows = resolved.entityRows !== undefined ? await storedEntityRows(resolved.entityRows) : undefined
     const spec: EntitySpec = entityRows !== undefined
       ? { type: 'rows', row_count: entityRows.rows.length, extra_columns: [...resolved.extraColumns], min_event_time: entityRows.min, max_event_time: entityRows.max }
       : { type: 'grid', row_count: resolved.rowCount, grid: body.grid as Record<string, unknown> }
@@ -223,7 +229,7 @@ export class PipelineService {
           validation_mode: body.validation ?? 'fail',
           row_count: resolved.rowCount,
         })
-        if (entityRows) await repo.copyRunEntities(tx, id, entityRows.rows)
+        if (entityRows) await repo.copyRunEntities(tx, id, sliced(entityRows.rows))
         return inserted
       }) as RunRecord
     } catch (err) {
@@ -625,11 +631,11 @@ export class PipelineService {
       features: run.features.map((f) => `${f.name}@${f.version}`),
       point_in_time: run.point_in_time,
       as_of_system_time: formatTimestamp(run.cutoff.getTime()),
-      ...(spec.type === 'rows'
-        ? { entity_rows: await this.loadEntityRows(run.id, spec.extra_columns) }
-        : { grid: spec.grid }),
+      // the stored rows come in as columns (entity_rows is only the marker that there are rows)
+      ...(spec.type === 'rows' ? { entity_rows: [] } : { grid: spec.grid }),
     } as unknown as TrainingSetRequest
-    const resolved = await this.trainingSets.resolve(request)
+    const inlineRows = spec.type === 'rows' ? await this.loadEntityRows(run.id, spec.extra_columns) : undefined
+    const resolved = await this.trainingSets.resolve(request, inlineRows)
     const pinned = run.features.map((f) => f.id).join(',')
     if (resolved.features.map((d) => d.id).join(',') !== pinned) {
       throw new ConflictError(`The pinned feature versions of run ${run.id} no longer resolve to the same definitions`)
@@ -645,17 +651,19 @@ export class PipelineService {
     return { layout, resolved, rows }
   }
 
-  /** The stored entity rows as a training-set request takes them: keys in the original column order. */
-  private async loadEntityRows (runId: string, extraColumns: string[]): Promise<Array<Record<string, unknown>>> {
-    const out: Array<Record<string, unknown>> = []
+  /**
+   * The stored entity rows as the training-set engine reads them, as columns: pass-through
+   * members in the original column order (as the request's rows had them).
+   */
+  private async loadEntityRows (runId: string, extraColumns: string[]): Promise<EntityRowColumns> {
+    const cols = new EntityRowColumns()
     for await (const batch of repo.readRunEntities(this.sql, runId)) {
       for (const r of batch) {
-        const row: Record<string, unknown> = { entity_id: r.entity_id, event_time: r.event_time }
-        if (r.extra !== null) for (const c of extraColumns) if (Object.hasOwn(r.extra, c)) row[c] = r.extra[c]
-        out.push(row)
+        const row = cols.addParsed(r.entity_id, r.event_time, r.event_time)
+        if (r.extra !== null) for (const c of extraColumns) if (Object.hasOwn(r.extra, c)) cols.setExtra(row, c, r.extra[c])
       }
     }
-    return out
+    return cols.finish()
   }
 
   /** Throttled progress: rows done go to the table at most every PROGRESS_EVERY_MS; a run cancelled elsewhere stops. */
@@ -731,28 +739,33 @@ function violationSummary (report: { summary: { invalid_rows: number, rows: numb
 }
 
 /**
- * The inline entity rows as stored: entity_id, event_time in ms, the pass-through columns.
- * The training-set engine has validated them already; strings that PostgreSQL's jsonb cannot
- * hold (NUL characters) are refused here, naming the row and field.
+ * The inline entity rows as stored: entity_id, event_time in ms, the pass-through columns,
+ * from the columns the training-set engine read and checked (so a rebuild reads the same
+ * times). Strings that PostgreSQL's jsonb cannot hold (NUL characters) are refused here,
+ * naming the row and field. Other requests get turns of the event loop meanwhile.
  */
-function storedEntityRows (rows: Array<Record<string, unknown>>, extraColumns: readonly string[]): { rows: repo.StoredEntityRow[], min: string | null, max: string | null } {
-  const out: repo.StoredEntityRow[] = []
+async function storedEntityRows (cols: EntityRowColumns): Promise<{ rows: repo.StoredEntityRow[], min: string | null, max: string | null }> {
+  const out: repo.StoredEntityRow[] = new Array(cols.count)
   const errors: FieldError[] = []
+  const hasExtras = cols.extraNames.length > 0
+  const slices = new EventLoopSlices()
   let min = Number.POSITIVE_INFINITY
   let max = Number.NEGATIVE_INFINITY
-  rows.forEach((r, i) => {
-    const t = parseTimestamp(r.event_time)
-    if (!t.ok) { errors.push({ path: `/body/entity_rows/${i}/event_time`, row: i, field: 'event_time', rule: 'timestamp', message: t.message }); return }
+  for (let i = 0; i < cols.count; i++) {
+    const ms = cols.timeAt(i)
     let extra: Record<string, unknown> | null = null
-    for (const c of extraColumns) {
-      if (!Object.hasOwn(r, c)) continue
-      if (hasNul(c) || hasNul(r[c])) errors.push({ path: `/body/entity_rows/${i}/${c}`, row: i, field: c, rule: 'no_nul_character', message: 'pass-through columns must not contain NUL (\\u0000) characters' })
-      ;(extra ??= {})[c] = r[c]
+    if (hasExtras) {
+      const members = cols.extraAt(i)
+      for (const c in members) {
+        if (hasNul(c) || hasNul(members[c])) errors.push({ path: `/body/entity_rows/${i}/${c}`, row: i, field: c, rule: 'no_nul_character', message: 'pass-through columns must not contain NUL (\\u0000) characters' })
+        extra = members
+      }
     }
-    if (t.ms < min) min = t.ms
-    if (t.ms > max) max = t.ms
-    out.push({ entity_id: String(r.entity_id), event_time: t.ms, extra })
-  })
+    if (ms < min) min = ms
+    if (ms > max) max = ms
+    out[i] = { entity_id: cols.entityAt(i), event_time: ms, extra }
+    if ((i & 4095) === 4095) await slices.pause()
+  }
   if (errors.length > 0) throw new BadRequestError(`${errors.length} entity row(s) cannot be stored: ${errors.slice(0, 3).map((e) => `row ${e.row} ${e.field ?? ''}: ${e.message}`).join('; ')}`, errors.slice(0, 100))
   return { rows: out, min: Number.isFinite(min) ? formatTimestamp(min) : null, max: Number.isFinite(max) ? formatTimestamp(max) : null }
 }

@@ -9,9 +9,10 @@ import type { FeatureDefinition } from '../domain/feature.js'
 import { formatRef, parseRef, refProblem, type FeatureRef } from '../domain/feature-ref.js'
 import { entityIdProblem } from '../domain/names.js'
 import { parseDuration, parseTimestamp } from '../domain/time.js'
-import { EntityRowColumns, entityRowColumnsFromObjects } from '../domain/training-body.js'
+import { EntityRowColumns, entityRowColumnsSteps } from '../domain/training-body.js'
+import { EventLoopSlices, runInSlices } from './event-loop-slices.js'
 import {
-  BlockAnswers, PointInTimeMerge, buildEntityBlock, featureColumnNames, outputColumns,
+  BlockAnswers, PointInTimeMerge, entityBlockSteps, featureColumnNames, outputColumns,
   STATUS_NAMES, type AnsweredRows, type PointInTime,
 } from '../domain/training-output.js'
 
@@ -71,7 +72,7 @@ export interface TrainingSetOptions {
 }
 
 /** Rows per batch handed out by stream(). */
-const BATCH_ROWS = 2048
+const BATCH_ROWS = 1024
 /** At most this many row errors are reported. */
 const MAX_ROW_ERRORS = 100
 const EMPTY: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
@@ -147,7 +148,7 @@ export class TrainingSetService {
     if (hasRows) {
       const count = inlineRows?.count ?? request.entity_rows!.length
       if (count > this.opts.maxRows) throw new PayloadTooLargeError(`${count} entity rows is more than the ${this.opts.maxRows} a training set may have`)
-      entityRows = inlineRows ?? entityRowColumnsFromObjects(request.entity_rows!)
+      entityRows = inlineRows ?? await runInSlices(entityRowColumnsSteps(request.entity_rows!))
       checkEntityRows(entityRows)
       extraColumns = [...entityRows.extraNames]
       rowCount = count
@@ -180,6 +181,8 @@ export class TrainingSetService {
   /** Batches of rows in input order (the grid's order: entity by entity, then time). */
   async * stream (resolved: ResolvedTrainingSet, opts: StreamOptions = {}): AsyncIterable<TrainingRow[]> {
     let done = 0
+    // builds and reproductions consume this in the background: other requests get turns
+    const slices = new EventLoopSlices()
     const nFeatures = resolved.features.length
     for await (const block of this.answeredBlocks(resolved)) {
       const { answers, entityAt, extraAt } = block
@@ -201,6 +204,7 @@ export class TrainingSetService {
         done += batch.length
         yield batch
         opts.onProgress?.(done)
+        await slices.pause()
       }
     }
   }
@@ -349,7 +353,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
 }
 
 async function answerBlock (session: ReservedSql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, from: number, to: number): Promise<BlockAnswers> {
-  const block = buildEntityBlock(to - from, (i) => source.entityAt(from + i), (i) => source.timeAt(from + i))
+  const block = await runInSlices(entityBlockSteps(to - from, (i) => source.entityAt(from + i), (i) => source.timeAt(from + i)))
   const answers = new BlockAnswers(block, features)
   const merge = new PointInTimeMerge(answers, mode)
   await readBlockCandidates(session, {

@@ -8,7 +8,7 @@ const H = 3_600_000
 const iso = (ms: number): string => new Date(ms).toISOString()
 
 // One app for the file (each app is a fresh migrated database); tests use their own entity ids.
-const ctx: TestContext = await buildTestApp(t, { config: { MAX_JSON_ROWS: 500, BODY_LIMIT_BYTES: 256 * 1024 } })
+const ctx: TestContext = await buildTestApp(t, { config: { MAX_JSON_ROWS: 500, VALUES_BODY_LIMIT_BYTES: 256 * 1024 } })
 const { app, sql } = ctx
 const ids = {
   close: await insertDefinition(sql, { name: 'close_price', validation: { nullable: false, min: 0 } }),
