@@ -47,6 +47,12 @@ export interface PairsSpec {
  */
 export type CandidateSink = (pair: number, eventMs: number, ingestedUs: number, num: number | null, text: string | null) => void
 
+/**
+ * Tells a long read when to let other work run (src/services/event-loop-slices.ts): `due()`
+ * when the read has kept the event loop long enough, `taken()` once it had its turn.
+ */
+export interface TurnClock { due: () => boolean, taken: () => void }
+
 /** A snapshot id as pg_export_snapshot() returns it (e.g. 00000003-0000001B-1). */
 const SNAPSHOT_ID = /^[0-9A-F]+(-[0-9A-F]+)+$/i
 
@@ -190,7 +196,7 @@ export async function closePointInTimeSession (conn: ReservedSql): Promise<void>
 }
 
 /** Streams the candidates of one block into `sink`, in pair order. */
-export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink): Promise<void> {
+export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink, clock?: TurnClock): Promise<void> {
   await conn`TRUNCATE pit_pairs`
   // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t
   await conn`
@@ -264,6 +270,9 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   // when the COPY ends meanwhile (porsager/postgres#499, fix pending in #1016): the connection
   // then never reads its ReadyForQuery. Decoding synchronously in flowing mode keeps the buffer
   // empty, and the stream's read hook (which resumes the socket) is called once more at the end.
+  // When `clock` says so, the stream is paused for a turn of the event loop: the socket reads
+  // many chunks in one go when the answer comes fast, and decoding them all would hold up every
+  // other request; the driver buffers meanwhile (and pauses the socket), resume() drains it.
   const resumeSocket = (stream as unknown as { _read?: (size: number) => void })._read?.bind(stream)
   await new Promise<void>((resolve, reject) => {
     // after a decoding failure the rest is read and dropped: destroying the stream would
@@ -275,6 +284,10 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         decoder.write(chunk)
       } catch (err) {
         failure = err
+      }
+      if (clock?.due() === true && !stream.isPaused()) {
+        stream.pause()
+        setImmediate(() => { clock.taken(); stream.resume() })
       }
     })
     stream.once('end', () => { resumeSocket?.(0); if (failure === undefined) resolve(); else reject(failure) })

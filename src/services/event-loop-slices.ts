@@ -20,8 +20,18 @@ export class EventLoopSlices {
   constructor (private readonly sliceMs = SLICE_MS) {}
 
   async pause (): Promise<void> {
-    if (performance.now() - this.since < this.sliceMs) return
+    if (!this.due()) return
     await nextTurn()
+    this.taken()
+  }
+
+  /** True once the slice is over: the caller should let the event loop run, then call taken(). */
+  due (): boolean {
+    return performance.now() - this.since >= this.sliceMs
+  }
+
+  /** The event loop had its turn: a new slice starts. */
+  taken (): void {
     this.since = performance.now()
   }
 }

@@ -132,7 +132,12 @@ export class MonitorService {
         thresholds: m.thresholds,
       }, { monitorId: m.id, details: { monitor: m.name, tick: formatTimestamp(claim.dueAt.getTime()) } })
       await recordMonitorRun(this.deps.sql, m.id, { checkId: result.check_id, status: result.status, drifted: result.drifted, error: null })
-      if (result.drifted) this.log.warn({ monitor: m.name, feature: m.feature, check_id: result.check_id }, 'drift monitor: drift detected')
+      // a warning when drift starts (not on every tick while it lasts: a monitor on a 1 s schedule
+      // would write one a second); info while it lasts and when it ends
+      const fields = { monitor: m.name, feature: m.feature, check_id: result.check_id }
+      if (result.drifted === true && m.last_drifted !== true) this.log.warn(fields, 'drift monitor: drift detected')
+      else if (result.drifted === true) this.log.info(fields, 'drift monitor: drift continues')
+      else if (result.drifted === false && m.last_drifted === true) this.log.info(fields, 'drift monitor: drift no longer detected')
     } catch (err) {
       // The tick is spent either way: a monitor whose feature went away reports it, and waits for its next slot.
       const message = err instanceof Error ? err.message : String(err)
@@ -172,12 +177,16 @@ export class MonitorService {
       every_ms: duration(b.schedule.every, `${base}/schedule/every`, false, MIN_EVERY_MS),
       enabled: b.enabled ?? true,
     }
-    thresholdProblems(b.thresholds, `${base}/thresholds`, errors)
+    // as in a drift check: thresholds that are no numbers are 400; windows, the schedule and
+    // the entity id that do not make sense are 422
+    const thresholdErrors: FieldError[] = []
+    thresholdProblems(b.thresholds, `${base}/thresholds`, thresholdErrors)
+    if (thresholdErrors.length > 0) throw new BadRequestError(`Invalid thresholds: ${thresholdErrors.map((e) => `${e.path} ${e.message}`).join('; ')}`, thresholdErrors)
     if (b.entity_id !== undefined && b.entity_id !== null) {
       const problem = entityIdProblem(b.entity_id)
       if (problem !== undefined) errors.push({ path: `${base}/entity_id`, field: 'entity_id', rule: 'entity_id', message: problem })
     }
-    if (errors.length > 0) throw new BadRequestError(`The monitor is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+    if (errors.length > 0) throw new UnprocessableError(`The monitor is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     const ref = parseRef(b.feature, `${base}/feature`)
     const def = (await findDefinitionsByRefs(this.deps.sql, [ref])).get(formatRef(ref))
     if (!def) throw new UnprocessableError(ref.version === undefined ? `Feature '${ref.name}' has no active version` : `Feature '${formatRef(ref)}' does not exist`, [{ path: `${base}/feature`, field: 'feature', rule: 'unknown_feature', message: `'${formatRef(ref)}' is not a feature with ${ref.version === undefined ? 'an active version' : 'that version'}` }])

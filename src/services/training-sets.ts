@@ -365,7 +365,7 @@ async function answerBlock (session: ReservedSql, features: FeatureDefinition[],
     entityIds: block.entityIds,
     minT: block.minT,
     maxT: block.maxT,
-  }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text))
+  }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text), new EventLoopSlices())
   merge.finish()
   return answers
 }

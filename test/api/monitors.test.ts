@@ -12,8 +12,8 @@ const monitor = (over: Record<string, unknown> = {}) => ({
 })
 
 /** `volume` with a value every half hour for the last 4 days (BTC), so windows relative to now have data. */
-async function withData (t: Test): Promise<TestContext & { f: number }> {
-  const ctx = await buildTestApp(t)
+async function withData (t: Test, opts: { logger?: Record<string, unknown> } = {}): Promise<TestContext & { f: number }> {
+  const ctx = await buildTestApp(t, opts)
   const f = await insertDefinition(ctx.sql, { name: 'volume' })
   await insertDefinition(ctx.sql, { name: 'label', dtype: 'string' })
   const now = Date.now()
@@ -79,14 +79,14 @@ t.test('monitors: bad input is a 4xx naming the field', async (t) => {
   const cases: Array<[string, Record<string, unknown>, number, RegExp]> = [
     ['unknown feature', monitor({ feature: 'nope' }), 422, /nope/],
     ['string feature', monitor({ feature: 'label' }), 422, /numeric/],
-    ['too frequent', monitor({ schedule: { every: '500ms' } }), 400, /schedule\/every.*at least 1s/],
-    ['zero length', monitor({ current: { offset: '0s', length: '0s' } }), 400, /current\/length/],
+    ['too frequent', monitor({ schedule: { every: '500ms' } }), 422, /schedule\/every.*at least 1s/],
+    ['zero length', monitor({ current: { offset: '0s', length: '0s' } }), 422, /current\/length/],
     ['not a duration', monitor({ reference: { offset: '7 days', length: '1d' } }), 400, /reference\/offset/],
     ['bad name', monitor({ name: 'Volume Daily' }), 400, /name/],
     ['unknown method', monitor({ methods: ['chi2'] }), 400, /methods/],
     ['bad threshold', monitor({ thresholds: { js: 3 } }), 400, /thresholds\/js/],
     ['infinite threshold', monitor({ thresholds: { psi: 'Infinity' } }), 400, /thresholds\/psi/],
-    ['bad entity id', monitor({ entity_id: 'a\u0000b' }), 400, /entity_id/],
+    ['bad entity id', monitor({ entity_id: 'a\u0000b' }), 422, /entity_id/],
     ['no schedule', { ...monitor(), schedule: undefined }, 400, /schedule/],
     ['unknown field', monitor({ colour: 'red' }), 400, /colour/],
   ]
@@ -172,4 +172,26 @@ t.test('a monitor whose feature went away records the error and keeps its schedu
   t.match(after.last_run, { status: 'error', check_id: null, error: /volume/ })
   t.ok(Date.parse(after.next_run_at) > Date.now(), 'the tick is spent')
   t.equal(await ctx.app.services.monitors.tick(), 0, 'nothing due until the next slot')
+})
+
+t.test('a drifting monitor warns once when drift starts, not on every tick', async (t) => {
+  const lines: Array<{ level: number, msg: string, monitor?: string }> = []
+  const ctx = await withData(t, { logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
+  const m = (await ctx.app.inject({ method: 'POST', url: '/v1/drift/monitors', payload: monitor({ schedule: { every: '1s' } }) })).json()
+  const tick = async (): Promise<Array<[number, string]>> => {
+    lines.length = 0
+    await ctx.sql`UPDATE drift_monitors SET next_run_at = now() WHERE id = ${m.id}`
+    t.equal(await ctx.app.services.monitors.tick(), 1)
+    return lines.filter((l) => l.monitor === 'volume_daily').map((l) => [l.level, l.msg])
+  }
+  // the last day is 20 higher than the two before it: drift
+  t.same(await tick(), [[40, 'drift monitor: drift detected']], 'a warning when it starts')
+  t.same(await tick(), [[30, 'drift monitor: drift continues']], 'info while it lasts')
+  t.same(await tick(), [[30, 'drift monitor: drift continues']])
+  // two windows of the same level: no drift
+  const patched = await ctx.app.inject({ method: 'PATCH', url: `/v1/drift/monitors/${m.id}`, payload: { reference: { offset: '2d', length: '1d' }, current: { offset: '1d', length: '1d' } } })
+  t.equal(patched.statusCode, 200, patched.body)
+  t.same(await tick(), [[30, 'drift monitor: drift no longer detected']], 'info when it ends')
+  t.same(await tick(), [], 'nothing while all is well')
+  t.equal((await ctx.app.inject({ method: 'GET', url: `/v1/drift/monitors/${m.id}` })).json().last_run.drifted, false)
 })

@@ -44,6 +44,8 @@ export interface TestAppOptions {
    * unless their config sets them: a busy test machine must not turn into 429s and 503s.
    */
   auth?: boolean
+  /** Logger options for the app (default: no logger), e.g. a stream that keeps the lines. */
+  logger?: Record<string, unknown>
 }
 
 /** The whole app on its own migrated database, closed when the test ends. */
@@ -52,7 +54,7 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
   const config = loadConfig({}, { LOAD_DEFAULTS: opts.defaults ?? false, BACKGROUND_JOBS: opts.backgroundJobs ?? false, DB_POOL_MAX: 5, AUTH: opts.auth ? 'on' : 'off', RATE_LIMIT_MAX: 0, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, PRESSURE_MAX_HEAP_USED_BYTES: 0, ...opts.config })
   const db = await openDatabase(url, config)
   await startUp(db, config, pino({ level: 'silent' }))
-  const app = await buildApp({ config, sql: db.sql, storageMode: db.storageMode, databaseUrl: url }, { logger: false, backgroundJobs: opts.backgroundJobs ?? false })
+  const app = await buildApp({ config, sql: db.sql, storageMode: db.storageMode, databaseUrl: url }, { logger: opts.logger ?? false, backgroundJobs: opts.backgroundJobs ?? false })
   await app.ready()
   t.teardown(async () => {
     await app.close()
