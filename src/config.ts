@@ -14,7 +14,7 @@ export const ConfigSchema = Type.Object({
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, description: 'Database connection pool size' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 10 * 1024 * 1024, minimum: 1024, description: 'Maximum JSON body size' }),
   MAX_JSON_ROWS: Type.Integer({ default: 100_000, minimum: 1, description: 'Maximum rows in one JSON request' }),
-  VALUES_BODY_LIMIT_BYTES: Type.Integer({ default: 64 * 1024 * 1024, minimum: 1024, description: 'Maximum JSON body size of POST /v1/values (room for MAX_JSON_ROWS rows of ~650 bytes; NDJSON and CSV are streamed without a limit)' }),
+  VALUES_BODY_LIMIT_BYTES: Type.Integer({ default: 32 * 1024 * 1024, minimum: 1024, description: 'Maximum JSON body size of POST /v1/values (room for MAX_JSON_ROWS rows of ~330 bytes; NDJSON and CSV are streamed without a limit)' }),
   MAX_TRAINING_ROWS: Type.Integer({ default: 1_000_000, minimum: 1, description: 'Maximum entity rows of one training set (inline or grid)' }),
   TRAINING_BODY_LIMIT_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024, description: 'Maximum body size of POST /v1/training-sets and /v1/pipeline-runs' }),
   TRAINING_BLOCK_ROWS: Type.Integer({ default: 131_072, minimum: 1, description: 'Training sets are answered in blocks of this many entity rows (memory per request is proportional to it)' }),
