@@ -22,8 +22,8 @@ export function useEntityRowsJsonParser (app: App, bodySchema: TObject): (body: 
   const defaultJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', (request, payload, done) => {
-    // the route's body limit (each route of the plugin keeps its own)
-    readBody(request, payload, request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? 1024 * 1024)
+    // the route's body limit, else the server's (each route of the plugin keeps its own)
+    readBody(request, payload, request.routeOptions.bodyLimit)
       .then(async (buf) => parseEntityRowsBody(request, buf, defaultJson, before, (err, body, columns) => {
         if (columns !== undefined) inlineRows.set(body as object, columns)
         done(err, body)

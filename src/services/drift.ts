@@ -80,9 +80,7 @@ export class DriftService {
       }
     }
     const asOfMs = body.as_of_system_time === undefined ? undefined : time(body.as_of_system_time, '/body/as_of_system_time')
-    const thresholdErrors: FieldError[] = []
-    thresholdProblems(body.thresholds, '/body/thresholds', thresholdErrors)
-    if (thresholdErrors.length > 0) throw new BadRequestError(`Invalid thresholds: ${thresholdErrors.map((e) => `${e.path} ${e.message}`).join('; ')}`, thresholdErrors)
+    assertFiniteThresholds(body.thresholds, '/body/thresholds')
     const entityProblem = body.entity_id === undefined ? undefined : entityIdProblem(body.entity_id)
     if (entityProblem !== undefined) errors.push({ path: '/body/entity_id', field: 'entity_id', rule: 'entity_id', message: entityProblem })
     if (errors.length > 0) throw new UnprocessableError(`The drift check is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
@@ -267,12 +265,14 @@ export class DriftService {
 
 /**
  * Thresholds must be finite numbers: the schema's bounds let through a string the body coerces
- * to Infinity ("Infinity", "1e400"), and JSON's 1e400 is Infinity too.
+ * to Infinity ("Infinity", "1e400"), and JSON's 1e400 is Infinity too. 400 naming each one.
  */
-export function thresholdProblems (thresholds: Partial<Record<DriftMethod, number>> | undefined, base: string, errors: FieldError[]): void {
+export function assertFiniteThresholds (thresholds: Partial<Record<DriftMethod, number>> | undefined, base: string): void {
+  const errors: FieldError[] = []
   for (const [method, v] of Object.entries(thresholds ?? {})) {
     if (typeof v === 'number' && !Number.isFinite(v)) errors.push({ path: `${base}/${method}`, field: method, rule: 'finite', message: 'must be a finite number' })
   }
+  if (errors.length > 0) throw new BadRequestError(`Invalid thresholds: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
 }
 
 /** Effective thresholds: overrides over the defaults. */

@@ -11,7 +11,7 @@ import { BadRequestError, ConflictError, fieldOfPath, NotFoundError, Unprocessab
 import { formatRef, parseRef } from '../domain/feature-ref.js'
 import { formatDuration, formatTimestamp, parseDuration } from '../domain/time.js'
 import type { MonitorBody, MonitorPatch, MonitorQuery, MonitorView } from '../../routes/schemas/drift.js'
-import { effectiveThresholds, thresholdProblems, type DriftService } from './drift.js'
+import { assertFiniteThresholds, effectiveThresholds, type DriftService } from './drift.js'
 import { BackgroundLoop } from './background-loop.js'
 
 const MIN_EVERY_MS = 1000
@@ -179,9 +179,7 @@ export class MonitorService {
     }
     // as in a drift check: thresholds that are no numbers are 400; windows, the schedule and
     // the entity id that do not make sense are 422
-    const thresholdErrors: FieldError[] = []
-    thresholdProblems(b.thresholds, `${base}/thresholds`, thresholdErrors)
-    if (thresholdErrors.length > 0) throw new BadRequestError(`Invalid thresholds: ${thresholdErrors.map((e) => `${e.path} ${e.message}`).join('; ')}`, thresholdErrors)
+    assertFiniteThresholds(b.thresholds, `${base}/thresholds`)
     if (b.entity_id !== undefined && b.entity_id !== null) {
       const problem = entityIdProblem(b.entity_id)
       if (problem !== undefined) errors.push({ path: `${base}/entity_id`, field: 'entity_id', rule: 'entity_id', message: problem })

@@ -16,7 +16,7 @@ import {
   type CanonicalLayout, type DigestBlock,
 } from '../domain/canonical-dataset.js'
 import type { TrainingSetService, ResolvedTrainingSet, TrainingRow, TrainingSetRequest } from './training-sets.js'
-import { EventLoopSlices, sliced } from './event-loop-slices.js'
+import { EventLoopSlices } from './event-loop-slices.js'
 import { EntityRowColumns } from '../domain/training-body.js'
 import type { CreateRunBody, PatchRunBody, ListRunsQuery, PipelineRunView, ReproduceQuery } from '../../routes/schemas/pipeline-runs.js'
 
@@ -229,7 +229,7 @@ export class PipelineService {
           validation_mode: body.validation ?? 'fail',
           row_count: resolved.rowCount,
         })
-        if (entityRows) await repo.copyRunEntities(tx, id, sliced(entityRows.rows))
+        if (entityRows) await repo.copyRunEntities(tx, id, entityRows.rows, new EventLoopSlices())
         return inserted
       }) as RunRecord
     } catch (err) {
