@@ -12,6 +12,9 @@ import { openBenchApp, type Bench, type BenchResult } from './lib/harness.js'
  * listening app) against a raw COPY of the same rows into the same table, each on an empty
  * table, in the same run. Data: the real hourly candles (open, high, low, close, volume of 10
  * symbols, about 1.2 million values) when ../shared/data is present, else generated rows.
+ * Beside it, the latency of a small write (a JSON body of 10 rows, as a producer posting each
+ * new candle sends it), answered after its commit, against the same rows written by one INSERT
+ * in a transaction of their own.
  */
 
 interface Row { feature: string, entity: string, eventMs: number, value: number }
@@ -98,6 +101,62 @@ async function rawCopy (sql: Sql, chunks: Buffer[]): Promise<void> {
   })
 }
 
+/** Small writes: one POST /v1/values of 10 rows at a time, sequential; the same rows by INSERT. */
+const SMALL_WRITES = 200
+const SMALL_ROWS = 10
+
+async function postJson (port: number, body: string): Promise<{ status: number, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/values', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { text += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Milliseconds per call, sorted. */
+async function latencies (n: number, fn: (i: number) => Promise<void>): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    await fn(i)
+    out.push(performance.now() - t0)
+  }
+  return out.sort((a, b) => a - b)
+}
+
+async function smallWrites (sql: Sql, port: number, featureId: number): Promise<{ post: number[], insert: number[] }> {
+  const t0 = Date.UTC(2030, 0, 1)
+  const rowsOf = (i: number, offset: number): Array<{ entity: string, eventMs: number, value: number }> =>
+    Array.from({ length: SMALL_ROWS }, (_, e) => ({ entity: `SYM${e}`, eventMs: t0 + (offset + i) * 3_600_000, value: 100 + i + e }))
+  const post = async (i: number): Promise<void> => {
+    const body = JSON.stringify({ rows: rowsOf(i, 0).map((r) => ({ feature: FEATURES[0], entity_id: r.entity, event_time: new Date(r.eventMs).toISOString(), value: r.value })) })
+    const res = await postJson(port, body)
+    if (res.status !== 200 || JSON.parse(res.body).written !== SMALL_ROWS) throw new Error(`small write failed: ${res.status} ${res.body.slice(0, 300)}`)
+  }
+  const insert = async (i: number): Promise<void> => {
+    const rs = rowsOf(i, SMALL_WRITES + 10)
+    await sql.begin(async (tx) => {
+      await tx`
+        INSERT INTO feature_snapshots (feature_id, entity_id, event_time, ingested_at, value_num)
+        SELECT ${featureId}, u.e, timestamptz 'epoch' + u.t * interval '1 millisecond', clock_timestamp(), u.v
+        FROM unnest(${rs.map((r) => r.entity)}::text[], ${rs.map((r) => r.eventMs)}::int8[], ${rs.map((r) => r.value)}::float8[]) AS u(e, t, v)`
+    })
+  }
+  await post(-1); await insert(-1) // warm-up
+  // alternating halves, so that a slow phase of the machine falls on both
+  const half = SMALL_WRITES / 2
+  const a = await latencies(half, post)
+  const b = await latencies(half, insert)
+  const c = await latencies(half, async (i) => post(half + i))
+  const d = await latencies(half, async (i) => insert(half + i))
+  return { post: [...a, ...c].sort((x, y) => x - y), insert: [...b, ...d].sort((x, y) => x - y) }
+}
+
 async function emptyTables (sql: Sql): Promise<void> {
   await sql`TRUNCATE feature_snapshots, feature_online`
   await sql`CHECKPOINT`
@@ -123,6 +182,7 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
   const ndjson = chunked(ndjsonLines(rows))
   const copy = chunked(copyLines(rows, ids, new Date().toISOString()))
   const best = { copy: Infinity, csv: Infinity, ndjson: Infinity }
+  let small: { post: number[], insert: number[] }
   try {
     for (let r = 0; r < repeats; r++) {
       await emptyTables(db.sql)
@@ -135,12 +195,17 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
         }))
       }
     }
+    await emptyTables(db.sql)
+    small = await smallWrites(db.sql, port, ids.get(FEATURES[0])!)
   } finally {
     await close()
   }
   const copyRate = rows.length / best.copy
   const notes = `${rows.length.toLocaleString('en-US')} values, ${source}, ${db.storageMode} mode, best of ${repeats}`
-  return (['csv', 'ndjson'] as const).map((kind) => {
+  const median = (xs: number[]): number => xs[Math.floor(xs.length / 2)]
+  const p99 = (xs: number[]): number => xs[Math.min(xs.length - 1, Math.ceil(0.99 * xs.length) - 1)]
+  const smallNotes = `${SMALL_WRITES} sequential writes of ${SMALL_ROWS} rows each way, alternating halves; p99 ${p99(small.post).toFixed(1)} ms vs ${p99(small.insert).toFixed(1)} ms`
+  const streams = (['csv', 'ndjson'] as const).map((kind): BenchResult => {
     const rate = rows.length / best[kind]
     return {
       bench: 'ingest',
@@ -155,6 +220,18 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
       notes,
     }
   })
+  return [...streams, {
+    bench: 'ingest',
+    measured: `POST /v1/values JSON, ${SMALL_ROWS} rows, median latency (answered after commit)`,
+    value: median(small.post),
+    unit: 'ms',
+    reference: `the same ${SMALL_ROWS} rows by one INSERT in a transaction`,
+    reference_value: median(small.insert),
+    ratio: median(small.post) / median(small.insert),
+    target: 'informational (lower is better)',
+    met: true,
+    notes: smallNotes,
+  }]
 }
 
 const bench: Bench = { name: 'ingest', run }

@@ -19,6 +19,14 @@
 //    with that old error on the new, healthy connection, and then skipped the type fetch there
 //    (array parameters were sent unserialised). The guard fails the internal query and clears
 //    both before reconnecting (upstream issue #1223).
+// 4. reserve-retry (index.js): a reserve() whose connection failed stayed in the queue, and a
+//    queued reserve was handed a connection before it was ready for it. The guards take a failed
+//    reserve out of the queue and keep a reserve queued until a connection is ready.
+// 5. no-delay: the driver left Nagle's algorithm on. A COPY ... FROM STDIN ends with two small
+//    writes (the last CopyData, then CopyDone): the second waited for the server's delayed ACK,
+//    ~40 ms on Linux, so every COPY took at least 40 ms and a one-row POST /v1/values ~95 ms.
+//    The guard sets TCP_NODELAY once a connection is up (the driver already gathers the messages
+//    of one tick into one write, so this does not multiply small packets).
 //
 // Idempotent: a guard already present is left as it is; a file whose code has changed is left
 // alone with a warning (then check the races by hand: run test/db/postgres-driver.test.ts).
@@ -43,6 +51,11 @@ const GUARDS = [
     name: 'reconnect',
     original: '    if (initial)\n      return reconnect()\n\n    !hadError && (query || sent.length) && error(Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n',
     guarded: '    if (initial) { // feature-store guard: no query or error of the dead connection survives into the next one\n      query && queryError(query, Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n      query = errorResponse = null\n      return reconnect()\n    }\n\n    !hadError && (query || sent.length) && error(Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n    query && queryError(query, Errors.connection(\'CONNECTION_CLOSED\', options, socket))\n    query = errorResponse = null // feature-store guard\n',
+  },
+  {
+    name: 'no-delay',
+    original: '      keep_alive && socket.setKeepAlive && socket.setKeepAlive(true, 1000 * keep_alive)\n',
+    guarded: '      keep_alive && socket.setKeepAlive && socket.setKeepAlive(true, 1000 * keep_alive)\n      socket.setNoDelay && socket.setNoDelay(true) // feature-store guard: a COPY\'s last message is not held back by Nagle\'s algorithm\n',
   },
   {
     name: 'reserve-retry',

@@ -170,3 +170,25 @@ t.test('a reserve that cannot connect is rejected and leaves nothing behind', as
   const ended = await Promise.race([sql.end({ timeout: 5 }).then(() => 'ended'), new Promise((resolve) => setTimeout(() => resolve('end hung'), 8000))])
   t.equal(ended, 'ended', 'no reconnect loop keeps the pool busy')
 })
+
+t.test('connections send without Nagle\'s delay (TCP_NODELAY), so a COPY\'s closing message goes out at once', async (t) => {
+  // With Nagle's algorithm on, the CopyDone that follows a COPY's last CopyData waited for the
+  // server's delayed ACK (~40 ms on Linux): every COPY, and so every ingest, paid it.
+  const calls: unknown[] = []
+  const original = net.Socket.prototype.setNoDelay
+  net.Socket.prototype.setNoDelay = function (this: net.Socket, ...args: Parameters<typeof original>) {
+    calls.push(args[0])
+    return original.apply(this, args)
+  }
+  t.teardown(() => { net.Socket.prototype.setNoDelay = original })
+  const sql = connect(testAdminUrl(), { max: 1 })
+  t.teardown(() => sql.end({ timeout: 1 }))
+  await sql.begin(async (tx) => {
+    await tx`CREATE TEMP TABLE copied (x int4) ON COMMIT DROP`
+    const writable = await tx`COPY copied (x) FROM STDIN`.writable()
+    await new Promise<void>((resolve, reject) => { writable.on('error', reject); writable.end('1\n2\n', () => resolve()) })
+    const [{ n }] = await tx<{ n: number }[]>`SELECT count(*)::int AS n FROM copied`
+    t.equal(n, 2, 'the COPY wrote its rows')
+  })
+  t.ok(calls.includes(true), 'the driver set TCP_NODELAY on its connection')
+})
