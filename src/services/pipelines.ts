@@ -60,19 +60,28 @@ export async function recoverAbandonedRuns (sql: Sql, log: Pick<Logger, 'warn'>)
 class RunCancelled extends Error {}
 
 /**
+ * How long the run-lock connection stays open once no run holds a lock: runs created one after
+ * another (a trainer's loop, a script) reuse it instead of opening a connection each (~25 ms:
+ * TCP, start-up, password exchange), and an instance that builds no runs holds no connection.
+ */
+export const RUN_LOCK_IDLE_MS = 30_000
+
+/**
  * Holds the session advisory locks of the runs this process builds, on one dedicated
  * connection: while a run is locked, no other instance takes it for abandoned. A lost
  * connection (database restart) loses the locks; they are taken again on the next session.
  */
-class RunLocks {
+export class RunLocks {
   private session?: Sql
   private readonly held = new Set<string>()
   private chain: Promise<unknown> = Promise.resolve()
+  private idleTimer?: NodeJS.Timeout
 
-  constructor (private readonly url: string, private readonly log: FastifyBaseLogger) {}
+  constructor (private readonly url: string, private readonly log: FastifyBaseLogger, private readonly idleMs = RUN_LOCK_IDLE_MS) {}
 
   acquire (id: string): Promise<void> {
     return this.serial(async () => {
+      this.cancelIdleClose()
       this.session ??= repo.openRunLockSession(this.url, () => this.relock())
       // A run id is new: its lock is free unless its hash collides with another live run's.
       if (!await repo.tryLockRun(this.session, id)) this.log.warn({ run_id: id }, 'run lock held elsewhere (hash collision); the run is built all the same')
@@ -85,12 +94,29 @@ class RunLocks {
       this.held.delete(id)
       if (!this.session) return
       await repo.unlockRun(this.session, id).catch(() => {})
-      if (this.held.size === 0) await this.end()
+      if (this.held.size === 0) this.closeWhenIdle()
     })
   }
 
   close (): Promise<void> {
-    return this.serial(async () => { this.held.clear(); await this.end() })
+    return this.serial(async () => { this.cancelIdleClose(); this.held.clear(); await this.end() })
+  }
+
+  /** Whether the lock connection is open (tests). */
+  get open (): boolean { return this.session !== undefined }
+
+  private closeWhenIdle (): void {
+    this.cancelIdleClose()
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      void this.serial(async () => { if (this.held.size === 0) await this.end() }).catch(() => {})
+    }, this.idleMs)
+    this.idleTimer.unref()
+  }
+
+  private cancelIdleClose (): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
   }
 
   private relock (): void {
