@@ -61,3 +61,24 @@ t.test('bad requests', async (t) => {
   res = await post({ entities: ['BTC'], features: ['close_price'], as_of: '2023-01-01T00:00:00Z', as_of_system_time: 'now' })
   t.equal(res.statusCode, 422)
 })
+
+t.test('the pairs table is made once per connection and reused empty by the next requests', async (t) => {
+  // DB_POOL_MAX 5 in test apps: at most 5 connections, so at most 5 tables however many requests
+  const { app, sql } = await buildTestApp(t)
+  const f = await insertDefinition(sql, { name: 'px' })
+  await appendValues(sql, [{ featureId: f, entityId: 'A', eventTimeMs: T0, num: 1 }, { featureId: f, entityId: 'B', eventTimeMs: T0, num: 2 }])
+  const tables = async (): Promise<number[]> => (await sql<{ oid: number }[]>`
+    SELECT c.oid::int8 AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = 'pit_pairs' AND n.nspname LIKE 'pg_temp_%' AND c.relpersistence = 't'`).map((r) => r.oid)
+  const seen = new Set<number>()
+  for (let i = 0; i < 12; i++) {
+    // alternate the entities: a row left over from one request would change the next answer
+    const entities = i % 2 === 0 ? ['A', 'B'] : ['B']
+    const res = await app.inject({ method: 'POST', url: '/v1/retrieve', payload: { entities, features: ['px'], as_of: iso(T0 + H) } })
+    t.equal(res.statusCode, 200, res.body)
+    t.same(res.json().results.map((r: { entity_id: string, values: { px: { value: number } } }) => [r.entity_id, r.values.px.value]), i % 2 === 0 ? [['A', 1], ['B', 2]] : [['B', 2]], `request ${i}`)
+    for (const oid of await tables()) seen.add(oid)
+  }
+  t.ok(seen.size >= 1, 'a pairs table outlives its request on its connection')
+  t.ok(seen.size <= 5, `one table per connection, not one per request (${seen.size} for 12 requests)`)
+})
