@@ -39,11 +39,13 @@ async function explainLastCopy (sql: Sql, statements: Statement[]): Promise<Plan
   const copy = statements[copyAt]
   const session = statements.slice(0, copyAt).filter((s) => s.conn === copy.conn)
   const begin = lastIndex(session, (s) => /^\s*BEGIN/i.test(s.query))
+  // the session's pairs table is made before its transaction (and kept by its connection)
+  const pairsTable = session.slice(0, begin).filter((s) => /CREATE TEMP TABLE IF NOT EXISTS pit_pairs/.test(s.query)).slice(-1)
   const select = copy.query.trim().replace(/^COPY \(/, '').replace(/\)\s*TO STDOUT[\s\S]*$/, '')
   const conn = await sql.reserve()
   try {
     await conn.unsafe('BEGIN')
-    for (const s of session.slice(begin + 1)) await conn.unsafe(s.query, s.params as never[])
+    for (const s of [...pairsTable, ...session.slice(begin + 1)]) await conn.unsafe(s.query, s.params as never[])
     const [row] = await conn.unsafe(`EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) ${select}`)
     return (row['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan
   } finally {
