@@ -15,7 +15,7 @@ export interface Database {
 
 /** Connects, decides the storage mode, and applies pending migrations. */
 export async function openDatabase (url: string, config: Config, opts: { poolMax?: number } = {}): Promise<Database> {
-  const sql = connect(url, { max: opts.poolMax ?? config.DB_POOL_MAX })
+  const sql = connect(url, { max: opts.poolMax ?? config.DB_POOL_MAX, idleTimeoutSeconds: config.DB_IDLE_TIMEOUT_SECONDS })
   try {
     const storageMode = await detectStorageMode(sql, config.STORAGE_MODE)
     let converted: ConversionReport | null = null

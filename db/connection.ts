@@ -8,6 +8,8 @@ export interface ConnectOptions {
   /** Fired for notices and connection errors; defaults to silent. */
   onnotice?: (n: postgres.Notice) => void
   applicationName?: string
+  /** Seconds an unused connection stays open (default 60). */
+  idleTimeoutSeconds?: number
 }
 
 /**
@@ -17,7 +19,7 @@ export interface ConnectOptions {
 export function connect (url: string, opts: ConnectOptions = {}): Sql {
   return postgres(url, {
     max: opts.max ?? 10,
-    idle_timeout: 60,
+    idle_timeout: opts.idleTimeoutSeconds ?? 60,
     connect_timeout: 10,
     onnotice: opts.onnotice ?? (() => {}),
     // JIT off: it recompiles the point-in-time lookups over compressed chunks on every probe (seconds each)
