@@ -71,15 +71,22 @@ function * copyLines (rows: Row[], ids: Map<string, number>, stamp: string): Ite
   for (const r of rows) yield `${ids.get(r.feature)!}\t${r.entity}\t${new Date(r.eventMs).toISOString()}\t${stamp}\t${r.value}\t\\N\n`
 }
 
-async function postStream (port: number, type: string, chunks: Buffer[]): Promise<{ status: number, body: string }> {
+/** POST /v1/values over HTTP: `send` writes the body; the answer's status and text. */
+async function postValues (port: number, headers: http.OutgoingHttpHeaders, send: (req: http.ClientRequest) => void): Promise<{ status: number, body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/values', headers: { 'content-type': type, 'transfer-encoding': 'chunked' } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/values', headers }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => { text += c })
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
     })
     req.on('error', reject)
+    send(req)
+  })
+}
+
+async function postStream (port: number, type: string, chunks: Buffer[]): Promise<{ status: number, body: string }> {
+  return postValues(port, { 'content-type': type, 'transfer-encoding': 'chunked' }, (req) => {
     let i = 0
     const pump = (): void => {
       while (i < chunks.length) {
@@ -106,16 +113,7 @@ const SMALL_WRITES = 200
 const SMALL_ROWS = 10
 
 async function postJson (port: number, body: string): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/values', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { text += c })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+  return postValues(port, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, (req) => req.end(body))
 }
 
 /** Milliseconds per call, sorted. */

@@ -37,7 +37,7 @@ if (CHILD_URL) {
   setInterval(() => {}, 60_000) // lives until killed
 } else {
   const { default: t } = await import('tap')
-  const { buildTestApp } = await import('../lib/helper.js')
+  const { buildTestApp, until: untilHolds } = await import('../lib/helper.js')
   const { insertDefinition, appendValues } = await import('../lib/fixtures.js')
   type TestContext = Awaited<ReturnType<typeof buildTestApp>>
   const iso = (ms: number): string => new Date(ms).toISOString()
@@ -75,14 +75,7 @@ if (CHILD_URL) {
   const status = async (sql: Sql, id: string): Promise<{ status: string, error: string | null, finished_at: Date | null }> =>
     (await sql<Array<{ status: string, error: string | null, finished_at: Date | null }>>`SELECT status, error, finished_at FROM pipeline_runs WHERE id = ${id}`)[0]
 
-  const until = async (what: () => Promise<boolean>, ms = 20_000): Promise<boolean> => {
-    const end = Date.now() + ms
-    while (Date.now() < end) {
-      if (await what()) return true
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return false
-  }
+  const until = async (what: () => Promise<boolean>, ms = 20_000): Promise<boolean> => untilHolds(what, ms)
 
   /** GETs a run until `done` says so (or 30 s pass). */
   const waitFor = async (ctx: TestContext, id: string, done: (run: { status: string }) => boolean) => {

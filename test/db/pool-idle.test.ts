@@ -2,7 +2,7 @@ import t from 'tap'
 import { openDatabase } from '../../db/bootstrap.js'
 import { connect } from '../../db/connection.js'
 import { loadConfig } from '../../src/config.js'
-import { createTestDatabase } from '../lib/helper.js'
+import { createTestDatabase, until } from '../lib/helper.js'
 
 /**
  * DB_IDLE_TIMEOUT_SECONDS: how long an unused pooled connection stays open. A new connection
@@ -18,15 +18,6 @@ async function poolConnections (url: string, run: (count: () => Promise<number>)
   } finally {
     await observer.end({ timeout: 1 })
   }
-}
-
-async function until (what: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await what()) return true
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return false
 }
 
 t.test('the default keeps unused connections open; a short idle timeout closes them', async (t) => {

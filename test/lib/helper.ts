@@ -65,3 +65,13 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
 
 /** Path of the shared real data, or undefined (tests then skip with a message). */
 export { sharedDataDir } from './shared-data.js'
+
+/** Polls `what` every `everyMs` until it holds (true) or `ms` pass (false). */
+export async function until (what: () => Promise<boolean>, ms = 10_000, everyMs = 50): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await what()) return true
+    await new Promise((resolve) => setTimeout(resolve, everyMs))
+  }
+  return false
+}

@@ -2,7 +2,7 @@ import t from 'tap'
 import pino from 'pino'
 import { RunLocks } from '../../src/services/pipelines.js'
 import { connect } from '../../db/connection.js'
-import { createTestDatabase } from '../lib/helper.js'
+import { createTestDatabase, until } from '../lib/helper.js'
 
 /**
  * The connection that holds the runs' advisory locks stays open for a while after the last run
@@ -11,15 +11,6 @@ import { createTestDatabase } from '../lib/helper.js'
  */
 
 const RUN_LOCK_CLASS = 7_305_005
-
-async function until (what: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await what()) return true
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return false
-}
 
 t.test('the lock connection outlives a run by its idle time, is reused, and closes when idle or closed', async (t) => {
   const url = await createTestDatabase(t)
