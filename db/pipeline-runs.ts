@@ -1,7 +1,6 @@
 import type { Writable } from 'node:stream'
 import postgres from 'postgres'
 import type { Sql, TxSql } from './connection.js'
-import type { TurnClock } from './point-in-time.js'
 import { copyText } from './values.js'
 
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled'
@@ -70,8 +69,11 @@ export interface StoredEntityRow {
   extra: Record<string, unknown> | null
 }
 
-/** Streams the inline entity rows of a run into pipeline_run_entities with COPY, in order. */
-export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<StoredEntityRow>, clock?: TurnClock): Promise<number> {
+/**
+ * Streams the inline entity rows of a run into pipeline_run_entities with COPY, in order;
+ * `pause` (if any) after each chunk, e.g. to give other requests a turn of the event loop.
+ */
+export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<StoredEntityRow>, pause?: () => Promise<void>): Promise<number> {
   const stream: Writable = await tx`COPY pipeline_run_entities (run_id, ord, entity_id, event_time, extra) FROM STDIN`.writable()
   let failure: Error | undefined
   stream.on('error', (err) => { failure = err })
@@ -84,11 +86,7 @@ export async function copyRunEntities (tx: TxSql, runId: string, rows: Iterable<
     buffer = []
     size = 0
     if (!stream.write(chunk)) await new Promise<void>((resolve, reject) => { stream.once('drain', resolve); stream.once('error', reject) })
-    // other requests get a turn between chunks when `clock` says so
-    if (clock?.due() === true) {
-      await new Promise((resolve) => setImmediate(resolve))
-      clock.taken()
-    }
+    await pause?.()
   }
   for (const r of rows) {
     const line = `${runId}\t${ord++}\t${copyText(r.entity_id)}\t${new Date(r.event_time).toISOString()}\t${r.extra === null ? '\\N' : copyText(JSON.stringify(r.extra))}\n`

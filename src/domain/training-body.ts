@@ -120,7 +120,7 @@ export function * entityRowColumnsSteps (rows: ReadonlyArray<{ entity_id: string
 }
 
 /** Adds a row object's members to `cols` (pass-through members included). */
-export function addRowObject (cols: EntityRowColumns, row: Record<string, unknown>): void {
+function addRowObject (cols: EntityRowColumns, row: Record<string, unknown>): void {
   const r = cols.add(row.entity_id as string, row.event_time)
   for (const key in row) {
     if (key !== 'entity_id' && key !== 'event_time' && row[key] !== undefined) cols.setExtra(r, key, row[key])

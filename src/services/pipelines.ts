@@ -255,7 +255,10 @@ export class PipelineService {
           validation_mode: body.validation ?? 'fail',
           row_count: resolved.rowCount,
         })
-        if (entityRows) await repo.copyRunEntities(tx, id, entityRows.rows, new EventLoopSlices())
+        if (entityRows) {
+          const slices = new EventLoopSlices()
+          await repo.copyRunEntities(tx, id, entityRows.rows, async () => slices.pause())
+        }
         return inserted
       }) as RunRecord
     } catch (err) {
@@ -784,7 +787,7 @@ async function storedEntityRows (cols: EntityRowColumns): Promise<{ rows: repo.S
       const members = cols.extraAt(i)
       for (const c in members) {
         if (hasNul(c) || hasNul(members[c])) errors.push({ path: `/body/entity_rows/${i}/${c}`, row: i, field: c, rule: 'no_nul_character', message: 'pass-through columns must not contain NUL (\\u0000) characters' })
-        extra = members
+        extra = members // a row without pass-through members stores null
       }
     }
     if (ms < min) min = ms
