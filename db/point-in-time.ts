@@ -2,6 +2,7 @@ import type postgres from 'postgres'
 import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
 import { iso } from './params.js'
+import { COPY_SIGNATURE, resumeAfterCopy } from './copy-out.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -275,14 +276,11 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
       ) TO STDOUT (FORMAT binary)`
   const stream = await copy.readable()
   const decoder = new CandidateDecoder(sink)
-  // postgres.js pauses the socket when the stream's buffer is full and does not resume it
-  // when the COPY ends meanwhile (porsager/postgres#499, fix pending in #1016): the connection
-  // then never reads its ReadyForQuery. Decoding synchronously in flowing mode keeps the buffer
-  // empty, and the stream's read hook (which resumes the socket) is called once more at the end.
+  // Decoding synchronously in flowing mode keeps the stream's buffer empty, and the socket is
+  // resumed once more at the end (resumeAfterCopy: a postgres.js bug would otherwise leave it paused).
   // When `clock` says so, the stream is paused for a turn of the event loop: the socket reads
   // many chunks in one go when the answer comes fast, and decoding them all would hold up every
   // other request; the driver buffers meanwhile (and pauses the socket), resume() drains it.
-  const resumeSocket = (stream as unknown as { _read?: (size: number) => void })._read?.bind(stream)
   await new Promise<void>((resolve, reject) => {
     // after a decoding failure the rest is read and dropped: destroying the stream would
     // leave the socket paused as well
@@ -299,13 +297,12 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         setImmediate(() => { clock.taken(); stream.resume() })
       }
     })
-    stream.once('end', () => { resumeSocket?.(0); if (failure === undefined) resolve(); else reject(failure) })
-    stream.once('error', (err) => { resumeSocket?.(0); reject(err) })
+    stream.once('end', () => { resumeAfterCopy(stream); if (failure === undefined) resolve(); else reject(failure) })
+    stream.once('error', (err) => { resumeAfterCopy(stream); reject(err) })
   })
   decoder.end()
 }
 
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
 /** Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch. */
 const PG_EPOCH_US = 946_684_800_000_000
 const PG_EPOCH_MS = 946_684_800_000
@@ -342,7 +339,7 @@ class CandidateDecoder {
     const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
     let at = 0
     if (!this.headerDone) {
-      if (!buf.subarray(0, 11).equals(SIGNATURE)) throw new Error('binary COPY: bad signature')
+      if (!buf.subarray(0, 11).equals(COPY_SIGNATURE)) throw new Error('binary COPY: bad signature')
       const extension = buf.readInt32BE(15)
       if (buf.length < 19 + extension) return this.keep(buf, 0, 19 + extension)
       at = 19 + extension

@@ -33,69 +33,82 @@ export interface FineBins {
 /** Bytes per bin in the packed form: k, n, lo, hi, sb, m2 as big-endian float8 (float8send). */
 export const PACKED_BIN_BYTES = 48
 
+const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f
+
 /** Unpacks the fine bins the database sends as one bytea (null: no values). */
 export function unpackBins (packed: Buffer | null): FineBins {
   const m = packed === null ? 0 : packed.length / PACKED_BIN_BYTES
   if (!Number.isInteger(m)) throw new Error(`packed fine bins of ${packed!.length} bytes`)
   const bins: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
-  for (let i = 0, o = 0; i < m; i++, o += PACKED_BIN_BYTES) {
-    bins.k[i] = packed!.readDoubleBE(o)
-    bins.n[i] = packed!.readDoubleBE(o + 8)
-    bins.lo[i] = packed!.readDoubleBE(o + 16)
-    bins.hi[i] = packed!.readDoubleBE(o + 24)
-    bins.sb[i] = packed!.readDoubleBE(o + 32)
-    bins.m2[i] = packed!.readDoubleBE(o + 40)
+  if (m === 0) return bins
+  // big-endian float8s: copied into an aligned array, byte-swapped there in one native pass
+  // when the machine is little-endian, then read column by column
+  const all = new Float64Array(m * 6)
+  const bytes = new Uint8Array(all.buffer)
+  bytes.set(packed!)
+  if (LITTLE_ENDIAN) Buffer.from(all.buffer).swap64()
+  for (let i = 0, o = 0; i < m; i++, o += 6) {
+    bins.k[i] = all[o]
+    bins.n[i] = all[o + 1]
+    bins.lo[i] = all[o + 2]
+    bins.hi[i] = all[o + 3]
+    bins.sb[i] = all[o + 4]
+    bins.m2[i] = all[o + 5]
   }
   for (let i = 1; i < m; i++) if (!(bins.k[i - 1] < bins.k[i])) throw new Error('fine bins out of order')
   return bins
 }
 
 /**
- * Walks the union of two ascending lists of bin keys in order: visit(k, i, j), with i and j the
- * index of k in `a` and in `b`, or -1 where that list does not hold it. (A key may be infinite:
- * the ends of the lists are told by their lengths, not by a sentinel.)
+ * The union of two ascending lists of bin keys, in order: for the m-th key, its index in `a` and
+ * in `b` (-1 where that list does not hold it). (A key may be infinite: the ends of the lists
+ * are told by their lengths, not by a sentinel.)
  */
-function mergeKeys (a: Float64Array, b: Float64Array, visit: (k: number, i: number, j: number) => void): void {
+function mergeIndex (a: Float64Array, b: Float64Array): { ia: Int32Array, ib: Int32Array, m: number } {
+  const ia = new Int32Array(a.length + b.length)
+  const ib = new Int32Array(a.length + b.length)
   let i = 0
   let j = 0
+  let m = 0
   while (i < a.length || j < b.length) {
     const inA = i < a.length
     const inB = j < b.length
     const takeA = inA && (!inB || a[i] <= b[j])
     const takeB = inB && (!inA || b[j] <= a[i])
-    visit(takeA ? a[i] : b[j], takeA ? i++ : -1, takeB ? j++ : -1)
+    ia[m] = takeA ? i++ : -1
+    ib[m] = takeB ? j++ : -1
+    m++
   }
+  return { ia, ib, m }
 }
 
 /** The fine bins of two parts of one sample (the same scale), as one: counts and sums add up. */
 export function combineBins (a: FineBins, b: FineBins): FineBins {
   if (b.k.length === 0) return a
   if (a.k.length === 0) return b
-  const k: number[] = []
-  const n: number[] = []
-  const lo: number[] = []
-  const hi: number[] = []
-  const sb: number[] = []
-  const m2: number[] = []
-  mergeKeys(a.k, b.k, (key, i, j) => {
-    k.push(key)
+  const { ia, ib, m } = mergeIndex(a.k, b.k)
+  const out: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
+  for (let x = 0; x < m; x++) {
+    const i = ia[x]
+    const j = ib[x]
     if (j < 0 || i < 0) {
       const p = j < 0 ? a : b
-      const x = j < 0 ? i : j
-      n.push(p.n[x]); lo.push(p.lo[x]); hi.push(p.hi[x]); sb.push(p.sb[x]); m2.push(p.m2[x])
-      return
+      const y = j < 0 ? i : j
+      out.k[x] = p.k[y]; out.n[x] = p.n[y]; out.lo[x] = p.lo[y]; out.hi[x] = p.hi[y]; out.sb[x] = p.sb[y]; out.m2[x] = p.m2[y]
+      continue
     }
     // Chan et al.: the deviations of both parts about the joint mean offset
     const na = a.n[i]
     const nb = b.n[j]
     const gap = a.sb[i] / na - b.sb[j] / nb
-    n.push(na + nb)
-    lo.push(b.lo[j] < a.lo[i] ? b.lo[j] : a.lo[i])
-    hi.push(b.hi[j] > a.hi[i] ? b.hi[j] : a.hi[i])
-    sb.push(a.sb[i] + b.sb[j])
-    m2.push(a.m2[i] + (b.m2[j] + gap * gap * (na * nb / (na + nb))))
-  })
-  return { k: Float64Array.from(k), n: Float64Array.from(n), lo: Float64Array.from(lo), hi: Float64Array.from(hi), sb: Float64Array.from(sb), m2: Float64Array.from(m2) }
+    out.k[x] = a.k[i]
+    out.n[x] = na + nb
+    out.lo[x] = b.lo[j] < a.lo[i] ? b.lo[j] : a.lo[i]
+    out.hi[x] = b.hi[j] > a.hi[i] ? b.hi[j] : a.hi[i]
+    out.sb[x] = a.sb[i] + b.sb[j]
+    out.m2[x] = a.m2[i] + (b.m2[j] + gap * gap * (na * nb / (na + nb)))
+  }
+  return out
 }
 
 /** The candidate-bin values of several parts of one sample, as one list (a bin's values joined). */
@@ -153,7 +166,6 @@ interface MergedBin {
   cc: number
   /** the CDFs cannot cross inside the bin */
   definite: boolean
-  dBound: number
 }
 
 /** What the bins settle, and what is left for `finish`. */
@@ -204,60 +216,76 @@ export function binStage (ref: FineBins, cur: FineBins, frame: BinFrame, fractio
   const NR = reference.n
   const NC = current.n
   const both = NR > 0 && NC > 0
-  // both samples' bins merged by k
-  const merged: MergedBin[] = []
+  // both samples' bins merged by k, as columns: the counts, the span, and how many values of
+  // each sample lie in earlier bins (typed arrays: a million values make ~30,000 bins)
+  const { ia, ib, m } = mergeIndex(ref.k, cur.k)
+  const K = new Float64Array(m)
+  const BR = new Float64Array(m)
+  const BC = new Float64Array(m)
+  const LO = new Float64Array(m)
+  const HI = new Float64Array(m)
+  const CR = new Float64Array(m)
+  const CC = new Float64Array(m)
   let cr = 0
   let cc = 0
-  mergeKeys(ref.k, cur.k, (k, i, j) => {
+  for (let x = 0; x < m; x++) {
+    const i = ia[x]
+    const j = ib[x]
+    K[x] = i < 0 ? cur.k[j] : ref.k[i]
     const nr = i < 0 ? 0 : ref.n[i]
     const nc = j < 0 ? 0 : cur.n[j]
-    const lo = Math.min(i < 0 ? Infinity : ref.lo[i], j < 0 ? Infinity : cur.lo[j])
-    const hi = Math.max(i < 0 ? -Infinity : ref.hi[i], j < 0 ? -Infinity : cur.hi[j])
-    const b: MergedBin = { k, nr, nc, lo, hi, sr: i < 0 ? 0 : ref.sb[i], sc: j < 0 ? 0 : cur.sb[j], cr, cc, definite: false, dBound: 0 }
-    if (both) {
-      b.dBound = Math.max((cr + nr) / NR - cc / NC, (cc + nc) / NC - cr / NR)
-      b.definite = (cr / NR >= (cc + nc) / NC || (cr + nr) / NR <= cc / NC) && Number.isFinite(k)
-    }
-    merged.push(b)
+    BR[x] = nr
+    BC[x] = nc
+    LO[x] = Math.min(i < 0 ? Infinity : ref.lo[i], j < 0 ? Infinity : cur.lo[j])
+    HI[x] = Math.max(i < 0 ? -Infinity : ref.hi[i], j < 0 ? -Infinity : cur.hi[j])
+    CR[x] = cr
+    CC[x] = cc
     cr += nr
     cc += nc
-  })
+  }
+  const sr = (x: number): number => (ia[x] < 0 ? 0 : ref.sb[ia[x]])
+  const sc = (x: number): number => (ib[x] < 0 ? 0 : cur.sb[ib[x]])
+  /** the CDFs cannot cross inside bin x */
+  const definite = (x: number): boolean => (CR[x] / NR >= (CC[x] + BC[x]) / NC || (CR[x] + BR[x]) / NR <= CC[x] / NC) && Number.isFinite(K[x])
   // KS at the bin ends; the Wasserstein integral between bins and inside the definite ones
   let ksEnds: number | null = null
   let wKnown = 0
   if (both) {
     let l = 0
-    for (let x = 0; x < merged.length; x++) {
-      const b = merged[x]
-      const dEnd = (b.cr + b.nr) / NR - (b.cc + b.nc) / NC
+    for (let x = 0; x < m; x++) {
+      const dEnd = (CR[x] + BR[x]) / NR - (CC[x] + BC[x]) / NC
       if (Math.abs(dEnd) > l) l = Math.abs(dEnd)
-      if (x + 1 < merged.length) wKnown += Math.abs(dEnd) * (merged[x + 1].lo - b.hi)
+      if (x + 1 < m) wKnown += Math.abs(dEnd) * (LO[x + 1] - HI[x])
     }
-    for (const b of merged) {
-      if (!b.definite) continue
-      const base = b.k / frame.scale
-      wKnown += Math.abs((b.cr * (b.hi - b.lo) + b.nr * (b.hi - base) - b.sr) / NR - (b.cc * (b.hi - b.lo) + b.nc * (b.hi - base) - b.sc) / NC)
+    for (let x = 0; x < m; x++) {
+      if (!definite(x)) continue
+      const base = K[x] / frame.scale
+      wKnown += Math.abs((CR[x] * (HI[x] - LO[x]) + BR[x] * (HI[x] - base) - sr(x)) / NR - (CC[x] * (HI[x] - LO[x]) + BC[x] * (HI[x] - base) - sc(x)) / NC)
     }
     ksEnds = l
   }
   // candidates: a KS gap inside could beat the ends, or the CDFs may cross; and the bins of the
   // reference ranks that the quantiles need (the last bin with cr <= rank, for each rank)
-  const isCandidate = new Uint8Array(merged.length)
+  const isCandidate = new Uint8Array(m)
   if (both) {
-    for (let x = 0; x < merged.length; x++) {
-      const b = merged[x]
-      if (b.lo < b.hi && (b.dBound > ksEnds! || !b.definite)) isCandidate[x] = 1
+    for (let x = 0; x < m; x++) {
+      if (!(LO[x] < HI[x])) continue
+      const dBound = Math.max((CR[x] + BR[x]) / NR - CC[x] / NC, (CC[x] + BC[x]) / NC - CR[x] / NR)
+      if (dBound > ksEnds! || !definite(x)) isCandidate[x] = 1
     }
   }
   if (NR > 0) {
-    const crs = Float64Array.from(merged, (b) => b.cr)
     for (const fr of fractions) {
-      const i1 = binIndex(crs, Math.floor(fr * (NR - 1)))
-      const i2 = binIndex(crs, Math.ceil(fr * (NR - 1)))
+      const i1 = binIndex(CR, Math.floor(fr * (NR - 1)))
+      const i2 = binIndex(CR, Math.ceil(fr * (NR - 1)))
       for (let x = i1; x <= i2; x++) isCandidate[x - 1] = 1
     }
   }
-  const candidates = merged.filter((_, x) => isCandidate[x] === 1)
+  const candidates: MergedBin[] = []
+  for (let x = 0; x < m; x++) {
+    if (isCandidate[x] !== 1) continue
+    candidates.push({ k: K[x], nr: BR[x], nc: BC[x], lo: LO[x], hi: HI[x], sr: sr(x), sc: sc(x), cr: CR[x], cc: CC[x], definite: both && definite(x) })
+  }
   const fetch = { reference: [] as number[], current: [] as number[] }
   for (const b of candidates) {
     if (b.lo === b.hi) continue

@@ -94,6 +94,23 @@ t.test('packed bins: 48 big-endian float8 a bin, ascending k', async (t) => {
   const unordered = Buffer.from(buf)
   unordered.writeDoubleBE(5, 0)
   t.throws(() => unpackBins(unordered), /out of order/)
+  // every float8 bit for bit (infinities, -0, subnormals, any bytes), from a buffer at any offset
+  const specials = [-Infinity, -1e308, -0, 0, 5e-324, 2.2250738585072014e-308, 1, 1e308, Infinity]
+  const rows = 2000
+  const raw = Buffer.alloc(3 + rows * PACKED_BIN_BYTES)
+  const packed = raw.subarray(3)
+  const expected: number[] = []
+  for (let i = 0; i < rows * 6; i++) {
+    let x: number
+    if (i % 6 === 0) x = i / 6 - 1000 // k ascending
+    else if (i < specials.length * 6) x = specials[i % specials.length]
+    else do { x = Buffer.from(Array.from({ length: 8 }, () => Math.floor(Math.random() * 256))).readDoubleBE(0) } while (Number.isNaN(x))
+    packed.writeDoubleBE(x, i * 8)
+    expected.push(x)
+  }
+  const got = unpackBins(packed)
+  const columns = [got.k, got.n, got.lo, got.hi, got.sb, got.m2]
+  t.ok(expected.every((x, i) => Object.is(columns[i % 6][Math.floor(i / 6)], x)), 'every value read exactly')
 })
 
 t.test('the bins and values of two parts of a sample combine into those of the whole', async (t) => {

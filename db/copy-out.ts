@@ -1,0 +1,44 @@
+import type { Readable } from 'node:stream'
+
+/** The signature that opens PostgreSQL's binary COPY format. */
+export const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
+
+/**
+ * Wakes the connection up after a COPY ... TO STDOUT stream has ended. postgres.js pauses the
+ * socket when the stream's buffer is full and does not resume it when the COPY ends meanwhile
+ * (porsager/postgres#499, fix pending in #1016): the connection then never reads its
+ * ReadyForQuery and its next query waits forever. The stream's read hook resumes the socket.
+ */
+export function resumeAfterCopy (stream: Readable): void {
+  (stream as unknown as { _read?: (size: number) => void })._read?.call(stream, 0)
+}
+
+/** Everything a COPY ... TO STDOUT sends, read in flowing mode (see resumeAfterCopy). */
+export async function readCopyOut (stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    stream.once('end', () => { resumeAfterCopy(stream); resolve() })
+    stream.once('error', (err) => { resumeAfterCopy(stream); reject(err) })
+  })
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
+}
+
+/**
+ * The one field of the one row of a binary COPY (COPY (SELECT <one bytea>) TO STDOUT (FORMAT
+ * binary)): its bytes as they are stored, with none of the text format's hex encoding (twice the
+ * bytes, then decoded again in the service). Null when the field is NULL or there is no row.
+ */
+export function oneBinaryField (data: Buffer): Buffer | null {
+  if (data.length < 21 || !data.subarray(0, 11).equals(COPY_SIGNATURE)) throw new Error('binary COPY: bad signature')
+  let o = 15 + 4 + data.readUInt32BE(15)
+  const fields = data.readInt16BE(o)
+  o += 2
+  if (fields === -1) return null
+  if (fields !== 1) throw new Error(`binary COPY: ${fields} fields where one was expected`)
+  const length = data.readInt32BE(o)
+  o += 4
+  if (length === -1) return null
+  if (o + length + 2 !== data.length || data.readInt16BE(o + length) !== -1) throw new Error('binary COPY: more than one row, or a truncated one')
+  return data.subarray(o, o + length)
+}
