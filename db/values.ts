@@ -163,9 +163,11 @@ export class ValueStaging {
       let fast = this.latest !== undefined
       if (fast) {
         try {
-          inserted = await this.tx.savepoint(async (sp) => copyInto(sp,
+          // every staged row is one line of the COPY, and the COPY writes them all or fails
+          await this.tx.savepoint(async (sp) => copyInto(sp,
             await sp`COPY feature_snapshots (feature_id, entity_id, event_time, value_num, value_text, ingested_at) FROM STDIN`.writable(),
             this.staged(`\t${stamp}\n`)))
+          inserted = this.rows
         } catch (err) {
           // A duplicate key: the request holds a (feature, entity, event_time) twice, or (in
           // theory) another transaction took the very same microsecond, hence a fresh stamp.
@@ -249,22 +251,20 @@ export class ValueStaging {
 }
 
 /**
- * Writes chunks into a COPY ... FROM STDIN and returns the rows copied, or throws
- * CopyFailedError if the server rejected the COPY. postgres.js never settles a COPY that fails
- * after its last chunk (porsager/postgres#1173), so the outcome is read from a probe query
- * pipelined behind the COPY: it succeeds only if the COPY did.
+ * Writes chunks into a COPY ... FROM STDIN, or throws CopyFailedError if the server rejected
+ * the COPY. postgres.js never settles a COPY that fails after its last chunk
+ * (porsager/postgres#1173), so the outcome is read from a probe query pipelined behind the
+ * COPY: it succeeds only if the COPY did.
  */
-async function copyInto (sql: TxSql, stream: Writable, chunks: AsyncIterable<string>): Promise<number> {
-  let lines = 0
+async function copyInto (sql: TxSql, stream: Writable, chunks: AsyncIterable<string>): Promise<void> {
   for await (const c of chunks) {
-    lines += countLines(c)
     await new Promise<void>((resolve, reject) => { stream.write(c, (err) => { if (err) reject(err); else resolve() }) })
   }
   stream.end()
   for (let attempt = 0; ; attempt++) {
     try {
       await sql`SELECT 1`
-      return lines
+      return
     } catch (err) {
       // the COPY has not sent its end yet: try again on the next turn
       if ((err as { code?: string }).code === 'COPY_IN_PROGRESS' && attempt < 1000) {
@@ -278,12 +278,6 @@ async function copyInto (sql: TxSql, stream: Writable, chunks: AsyncIterable<str
 
 class CopyFailedError extends Error {
   constructor (readonly reason: unknown) { super(`COPY failed: ${(reason as Error)?.message ?? String(reason)}`) }
-}
-
-function countLines (s: string): number {
-  let n = 0
-  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++
-  return n
 }
 
 /** Every definition, for resolving the references of a request before its rows are read. */
