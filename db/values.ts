@@ -62,6 +62,8 @@ export class ValueStaging {
   private closed = false
   private lastMs = Number.NaN
   private lastIso = ''
+  private lastEntity = ''
+  private lastEntityText = ''
   private writing: Promise<void> = Promise.resolve()
 
   constructor (private readonly tx: TxSql, private readonly keyListLimit = DEFAULT_KEY_LIST_LIMIT) {}
@@ -81,11 +83,16 @@ export class ValueStaging {
     this.features.add(row.featureId)
     this.written.add(row.featureId, row.entityId, row.eventTimeMs)
     if (this.latest !== undefined) this.trackLatest(row)
+    // rows mostly repeat the event time and entity of the row before: their text is kept
     if (row.eventTimeMs !== this.lastMs) {
       this.lastMs = row.eventTimeMs
       this.lastIso = new Date(row.eventTimeMs).toISOString()
     }
-    this.line += `${row.featureId}\t${copyText(row.entityId)}\t${this.lastIso}\t${row.num === null ? '\\N' : (Object.is(row.num, -0) ? '-0' : String(row.num))}\t${row.text === null ? '\\N' : copyText(row.text)}\n`
+    if (row.entityId !== this.lastEntity) {
+      this.lastEntity = row.entityId
+      this.lastEntityText = copyText(row.entityId)
+    }
+    this.line += `${row.featureId}\t${this.lastEntityText}\t${this.lastIso}\t${row.num === null ? '\\N' : (Object.is(row.num, -0) ? '-0' : String(row.num))}\t${row.text === null ? '\\N' : copyText(row.text)}\n`
     if (this.line.length >= CHUNK_BYTES) return this.pushChunk()
     return undefined
   }

@@ -69,16 +69,29 @@ export class RowErrors {
   }
 }
 
-/** Where a row came from, for error reports: its number and the path prefix of its fields. */
+/**
+ * Where a row came from, for error reports: its number and where rows of its kind are (e.g.
+ * `/body/rows`, `/lines`, `/records`). The row's path (`/lines/4`) is made only when an error
+ * names it, not for every row read.
+ */
 export interface RowPosition {
   row: number
-  /** e.g. `/rows/3`, `/lines/4`, `/records/2` */
-  path: string
+  base: string
+}
+
+/** The JSON pointer of a row, e.g. `/lines/4`. */
+export function rowPath (at: RowPosition): string {
+  return `${at.base}/${at.row}`
 }
 
 /** A resolved feature, or the reason it cannot be used (reported as a field error). */
 export function resolveFeature (catalog: DefinitionCatalog, ref: unknown): { ok: true, def: FeatureDefinition } | { ok: false, rule: string, message: string, unknown?: string } {
   if (ref === undefined || ref === null || ref === '') return { ok: false, rule: 'required', message: 'feature is missing' }
+  // a reference the catalog holds is well formed (its keys are): the syntax check is for the rest
+  if (typeof ref === 'string') {
+    const def = catalog.resolve(ref)
+    if (def !== undefined) return { ok: true, def }
+  }
   const problem = refProblem(ref)
   if (problem !== undefined) return { ok: false, rule: 'ref', message: `feature ${problem}` }
   const def = catalog.resolve(ref as string)
@@ -115,18 +128,18 @@ export function checkKey (entityId: unknown, eventTime: unknown, at: RowPosition
   let ok = true
   const idProblem = entityId === undefined ? 'is missing' : entityProblem(entityId)
   if (idProblem !== undefined) {
-    errors.add({ row: at.row, path: `${at.path}/${names.entity}`, field: names.entity, rule: entityId === undefined ? 'required' : 'entity_id', message: `entity_id ${idProblem}` })
+    errors.add({ row: at.row, path: `${rowPath(at)}/${names.entity}`, field: names.entity, rule: entityId === undefined ? 'required' : 'entity_id', message: `entity_id ${idProblem}` })
     ok = false
   }
   let eventTimeMs = 0
   if (eventTime === undefined || eventTime === null || eventTime === '') {
-    errors.add({ row: at.row, path: `${at.path}/${names.time}`, field: names.time, rule: 'required', message: 'event_time is missing' })
+    errors.add({ row: at.row, path: `${rowPath(at)}/${names.time}`, field: names.time, rule: 'required', message: 'event_time is missing' })
     ok = false
   } else {
     const ts = parseTime(eventTime)
     if (ts.ok) eventTimeMs = ts.ms
     else {
-      errors.add({ row: at.row, path: `${at.path}/${names.time}`, field: names.time, rule: 'timestamp', message: `event_time ${ts.message}` })
+      errors.add({ row: at.row, path: `${rowPath(at)}/${names.time}`, field: names.time, rule: 'timestamp', message: `event_time ${ts.message}` })
       ok = false
     }
   }
@@ -137,7 +150,7 @@ export function checkKey (entityId: unknown, eventTime: unknown, at: RowPosition
 export function checkCell (def: FeatureDefinition, raw: unknown, fromText: boolean, at: RowPosition, field: string, errors: RowErrors): { num: number | null, text: string | null } | undefined {
   const checked = checkValue(def, raw, fromText)
   if (checked.ok) return checked.value
-  errors.add({ row: at.row, path: `${at.path}/${field}`, field, rule: checked.rule, message: checked.message })
+  errors.add({ row: at.row, path: `${rowPath(at)}/${field}`, field, rule: checked.rule, message: checked.message })
   return undefined
 }
 
@@ -148,7 +161,7 @@ export function checkCell (def: FeatureDefinition, raw: unknown, fromText: boole
 export function checkLongRow (catalog: DefinitionCatalog, raw: unknown, fromText: boolean, at: RowPosition, errors: RowErrors): ValueRow | undefined {
   const before = errors.count
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    errors.add({ row: at.row, path: at.path, rule: 'type', message: 'a row must be an object {feature, entity_id, event_time, value}' })
+    errors.add({ row: at.row, path: rowPath(at), rule: 'type', message: 'a row must be an object {feature, entity_id, event_time, value}' })
     errors.rowsWithErrors++
     return undefined
   }
@@ -157,13 +170,13 @@ export function checkLongRow (catalog: DefinitionCatalog, raw: unknown, fromText
   // field is named, not silently dropped)
   for (const k in r) {
     if (k !== 'feature' && k !== 'entity_id' && k !== 'event_time' && k !== 'value') {
-      errors.add({ row: at.row, path: `${at.path}/${pointerSegment(k)}`, field: k, rule: 'unknown_field', message: `'${k.length > 64 ? `${k.slice(0, 64)}...` : k}' is not a field of a row: a row has feature, entity_id, event_time and value` })
+      errors.add({ row: at.row, path: `${rowPath(at)}/${pointerSegment(k)}`, field: k, rule: 'unknown_field', message: `'${k.length > 64 ? `${k.slice(0, 64)}...` : k}' is not a field of a row: a row has feature, entity_id, event_time and value` })
       break
     }
   }
   const feature = resolveFeature(catalog, r.feature)
   if (!feature.ok) {
-    errors.add({ row: at.row, path: `${at.path}/feature`, field: 'feature', rule: feature.rule, message: feature.message })
+    errors.add({ row: at.row, path: `${rowPath(at)}/feature`, field: 'feature', rule: feature.rule, message: feature.message })
     if (feature.unknown !== undefined && errors.unknownFeatures.size < 100) errors.unknownFeatures.add(feature.unknown)
   }
   const key = checkKey(r.entity_id, r.event_time, at, errors)

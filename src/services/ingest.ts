@@ -10,7 +10,7 @@ import { CsvRecordReader, CsvRecordTooLongError, CsvSyntaxError } from '../domai
 import { AppError, BadRequestError, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import {
   DefinitionCatalog, RowErrors, checkCell, checkKey, checkLongRow, csvLayout, resolveFeature,
-  type CsvLayout, type OnInvalid, type RowPosition, type ValueRow,
+  type CsvLayout, type OnInvalid, type RowPosition, type ValueRow, rowPath,
 } from '../domain/ingest-rows.js'
 import type { IngestResponse } from '../../routes/schemas/values.js'
 import type { OnlineChange } from './online-cache.js'
@@ -185,8 +185,10 @@ class IngestRun {
   async readJson (rows: unknown[]): Promise<void> {
     // the rows are in memory: other requests get turns of the event loop meanwhile
     const slices = new EventLoopSlices()
+    const at: RowPosition = { row: 0, base: '/body/rows' }
     for (let i = 0; i < rows.length && !this.done; i++) {
-      const p = this.longRow(rows[i], false, { row: i, path: `/body/rows/${i}` })
+      at.row = i
+      const p = this.longRow(rows[i], false, at)
       if (p !== undefined) await p
       if ((i & 1023) === 1023) await slices.pause()
     }
@@ -196,19 +198,20 @@ class IngestRun {
     const decoder = new StringDecoder('utf8')
     let pending = ''
     let line = 0
+    const at: RowPosition = { row: 0, base: '/lines' }
     const handle = (text: string): Promise<void> | undefined => {
       line++
+      at.row = line
       // a byte order mark before the first line (as CSV accepts one)
       if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1)
       if (text.length === 0 || text.trim() === '') return undefined
-      const at: RowPosition = { row: line, path: `/lines/${line}` }
       let raw: unknown
       try {
         raw = JSON.parse(text)
       } catch (err) {
         this.received++
         this.skipped++
-        this.errors.add({ row: line, path: at.path, rule: 'json', message: `line ${line} is not valid JSON: ${(err as Error).message}` })
+        this.errors.add({ row: line, path: rowPath(at), rule: 'json', message: `line ${line} is not valid JSON: ${(err as Error).message}` })
         this.errors.rowsWithErrors++
         return undefined
       }
@@ -239,6 +242,7 @@ class IngestRun {
     let layout: CsvLayout | undefined
     let wide: WideColumns | undefined
     let record = 0
+    const at: RowPosition = { row: 0, base: '/records' }
     const onRecord = (rec: string[]): Promise<void> | undefined => {
       if (layout === undefined) {
         layout = csvLayout(rec)
@@ -246,11 +250,11 @@ class IngestRun {
         return undefined
       }
       record++
-      const at: RowPosition = { row: record, path: `/records/${record}` }
+      at.row = record
       if (rec.length !== layout.width) {
         this.received++
         this.skipped++
-        this.errors.add({ row: record, path: at.path, rule: 'csv_columns', message: `data row ${record} has ${rec.length} fields; the header has ${layout.width}` })
+        this.errors.add({ row: record, path: rowPath(at), rule: 'csv_columns', message: `data row ${record} has ${rec.length} fields; the header has ${layout.width}` })
         this.errors.rowsWithErrors++
         return undefined
       }
