@@ -13,8 +13,21 @@ export function resumeAfterCopy (stream: Readable): void {
   (stream as unknown as { _read?: (size: number) => void })._read?.call(stream, 0)
 }
 
+/**
+ * Throws the error of a COPY stream that failed before its reader could listen (a COPY that
+ * fails as it starts: the driver destroys the stream before the promise that gives it to the
+ * caller settles; the install-time guard copy-out-error in scripts/patch-postgres-driver.mjs
+ * keeps the error in stream.errored instead of throwing it). Call it first thing on the stream.
+ */
+export function throwIfCopyFailed (stream: Readable): void {
+  if (!stream.destroyed) return
+  resumeAfterCopy(stream)
+  throw stream.errored ?? new Error('the COPY stream was closed before it was read')
+}
+
 /** Everything a COPY ... TO STDOUT sends, read in flowing mode (see resumeAfterCopy). */
 export async function readCopyOut (stream: Readable): Promise<Buffer> {
+  throwIfCopyFailed(stream)
   const chunks: Buffer[] = []
   await new Promise<void>((resolve, reject) => {
     stream.on('data', (chunk: Buffer) => { chunks.push(chunk) })

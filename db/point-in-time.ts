@@ -2,7 +2,7 @@ import type postgres from 'postgres'
 import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
 import { iso } from './params.js'
-import { COPY_SIGNATURE, resumeAfterCopy } from './copy-out.js'
+import { COPY_SIGNATURE, resumeAfterCopy, throwIfCopyFailed } from './copy-out.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -275,6 +275,7 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         WHERE a.event_time IS NOT NULL OR r.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`
   const stream = await copy.readable()
+  throwIfCopyFailed(stream)
   const decoder = new CandidateDecoder(sink)
   // Decoding synchronously in flowing mode keeps the stream's buffer empty, and the socket is
   // resumed once more at the end (resumeAfterCopy: a postgres.js bug would otherwise leave it paused).

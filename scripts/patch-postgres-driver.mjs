@@ -27,6 +27,11 @@
 //    ~40 ms on Linux, so every COPY took at least 40 ms and a one-row POST /v1/values ~95 ms.
 //    The guard sets TCP_NODELAY once a connection is up (the driver already gathers the messages
 //    of one tick into one write, so this does not multiply small packets).
+// 6. copy-out-error: a COPY ... TO STDOUT that fails as it starts (CopyOutResponse, then the
+//    error, in one read) destroys its stream with the error before the caller, which gets the
+//    stream through a promise, can listen: the 'error' event found no listener and was thrown,
+//    an uncaught exception. The guard gives the stream a listener that does nothing, so the
+//    error stays in stream.errored, where db/copy-out.ts looks for it (test/db/copy-out.test.ts).
 //
 // Idempotent: a guard already present is left as it is; a file whose code has changed is left
 // alone with a warning (then check the races by hand: run test/db/postgres-driver.test.ts).
@@ -56,6 +61,11 @@ const GUARDS = [
     name: 'no-delay',
     original: '      keep_alive && socket.setKeepAlive && socket.setKeepAlive(true, 1000 * keep_alive)\n',
     guarded: '      keep_alive && socket.setKeepAlive && socket.setKeepAlive(true, 1000 * keep_alive)\n      socket.setNoDelay && socket.setNoDelay(true) // feature-store guard: a COPY\'s last message is not held back by Nagle\'s algorithm\n',
+  },
+  {
+    name: 'copy-out-error',
+    original: '    stream = new Stream.Readable({\n      read() { socket.resume() }\n    })\n    query.resolve(stream)\n',
+    guarded: '    stream = new Stream.Readable({\n      read() { socket.resume() }\n    })\n    stream.on(\'error\', noop) // feature-store guard: an error before the caller listens stays in stream.errored, not thrown\n    query.resolve(stream)\n',
   },
   {
     name: 'reserve-retry',

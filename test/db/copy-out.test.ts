@@ -9,7 +9,9 @@ import { testAdminUrl } from '../lib/helper.js'
  * real server. postgres.js leaves the socket paused when a COPY's data fills the stream's buffer
  * and the COPY ends in the same read (porsager/postgres#499): the connection's next query then
  * waits forever. A large row does that every time to a reader that lets the stream buffer (an
- * async iterator does); readCopyOut must leave the connection usable.
+ * async iterator does); readCopyOut must leave the connection usable. A COPY that fails as it
+ * starts must fail the read, not the process (the driver guard copy-out-error, installed by
+ * scripts/patch-postgres-driver.mjs).
  */
 
 /** Fails instead of waiting forever. */
@@ -48,6 +50,10 @@ t.test('a large bytea comes back byte for byte, and the connection answers its n
     t.throws(() => oneBinaryField(twoFields), /2 fields/, 'a second field is refused')
     const text = await read("COPY (SELECT '\\x01'::bytea) TO STDOUT")
     t.throws(() => oneBinaryField(text), /bad signature/, 'the text format is refused')
+    // an error while the COPY runs (after the server has started the copy) fails the read, and
+    // the connection goes on
+    await t.rejects(within(10_000, 'a failing COPY', read('COPY (SELECT int4send(1 / (g - 1)) FROM generate_series(1, 1) g) TO STDOUT (FORMAT binary)')), { code: '22012' }, 'the error reaches the reader')
+    t.equal((await within(10_000, 'the query after a failed COPY', conn<{ n: number }[]>`SELECT 2 AS n`))[0].n, 2, 'the connection answers after a failed COPY')
   } finally {
     conn.release()
   }
