@@ -4,16 +4,6 @@ import type { Readable } from 'node:stream'
 export const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
 
 /**
- * Wakes the connection up after a COPY ... TO STDOUT stream has ended. postgres.js pauses the
- * socket when the stream's buffer is full and does not resume it when the COPY ends meanwhile
- * (porsager/postgres#499, fix pending in #1016): the connection then never reads its
- * ReadyForQuery and its next query waits forever. The stream's read hook resumes the socket.
- */
-export function resumeAfterCopy (stream: Readable): void {
-  (stream as unknown as { _read?: (size: number) => void })._read?.call(stream, 0)
-}
-
-/**
  * Throws the error of a COPY stream that failed before its reader could listen (a COPY that
  * fails as it starts: the driver destroys the stream before the promise that gives it to the
  * caller settles; the install-time guard copy-out-error in scripts/patch-postgres-driver.mjs
@@ -21,18 +11,20 @@ export function resumeAfterCopy (stream: Readable): void {
  */
 export function throwIfCopyFailed (stream: Readable): void {
   if (!stream.destroyed) return
-  resumeAfterCopy(stream)
   throw stream.errored ?? new Error('the COPY stream was closed before it was read')
 }
 
-/** Everything a COPY ... TO STDOUT sends, read in flowing mode (see resumeAfterCopy). */
+/**
+ * Everything a COPY ... TO STDOUT sends. (The connection goes on after the COPY whatever its
+ * reader does: guard copy-out-resume in scripts/patch-postgres-driver.mjs.)
+ */
 export async function readCopyOut (stream: Readable): Promise<Buffer> {
   throwIfCopyFailed(stream)
   const chunks: Buffer[] = []
   await new Promise<void>((resolve, reject) => {
     stream.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-    stream.once('end', () => { resumeAfterCopy(stream); resolve() })
-    stream.once('error', (err) => { resumeAfterCopy(stream); reject(err) })
+    stream.once('end', () => { resolve() })
+    stream.once('error', reject)
   })
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }

@@ -2,7 +2,7 @@ import type postgres from 'postgres'
 import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
 import { iso } from './params.js'
-import { COPY_SIGNATURE, resumeAfterCopy, throwIfCopyFailed } from './copy-out.js'
+import { COPY_SIGNATURE, throwIfCopyFailed } from './copy-out.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -277,11 +277,10 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   const stream = await copy.readable()
   throwIfCopyFailed(stream)
   const decoder = new CandidateDecoder(sink)
-  // Decoding synchronously in flowing mode keeps the stream's buffer empty, and the socket is
-  // resumed once more at the end (resumeAfterCopy: a postgres.js bug would otherwise leave it paused).
-  // When `clock` says so, the stream is paused for a turn of the event loop: the socket reads
-  // many chunks in one go when the answer comes fast, and decoding them all would hold up every
-  // other request; the driver buffers meanwhile (and pauses the socket), resume() drains it.
+  // Decoding synchronously in flowing mode keeps the stream's buffer empty. When `clock` says
+  // so, the stream is paused for a turn of the event loop: the socket reads many chunks in one
+  // go when the answer comes fast, and decoding them all would hold up every other request; the
+  // driver buffers meanwhile (and pauses the socket), resume() drains it.
   await new Promise<void>((resolve, reject) => {
     // after a decoding failure the rest is read and dropped: destroying the stream would
     // leave the socket paused as well
@@ -298,8 +297,8 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         setImmediate(() => { clock.taken(); stream.resume() })
       }
     })
-    stream.once('end', () => { resumeAfterCopy(stream); if (failure === undefined) resolve(); else reject(failure) })
-    stream.once('error', (err) => { resumeAfterCopy(stream); reject(err) })
+    stream.once('end', () => { if (failure === undefined) resolve(); else reject(failure) })
+    stream.once('error', reject)
   })
   decoder.end()
 }

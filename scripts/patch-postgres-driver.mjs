@@ -32,6 +32,11 @@
 //    stream through a promise, can listen: the 'error' event found no listener and was thrown,
 //    an uncaught exception. The guard gives the stream a listener that does nothing, so the
 //    error stays in stream.errored, where db/copy-out.ts looks for it (test/db/copy-out.test.ts).
+// 7. copy-out-resume: the driver pauses the socket while a COPY ... TO STDOUT stream's buffer is
+//    full, and only the stream's reader resumes it. When the COPY ended (or failed) in the same
+//    read, no reader came back: the connection never read its ReadyForQuery and its next query
+//    waited forever (upstream issue #499, fix proposed in #1016). The guard resumes the socket
+//    once the stream has its end or its error: what follows is no longer the stream's.
 //
 // Idempotent: a guard already present is left as it is; a file whose code has changed is left
 // alone with a warning (then check the races by hand: run test/db/postgres-driver.test.ts).
@@ -66,6 +71,16 @@ const GUARDS = [
     name: 'copy-out-error',
     original: '    stream = new Stream.Readable({\n      read() { socket.resume() }\n    })\n    query.resolve(stream)\n',
     guarded: '    stream = new Stream.Readable({\n      read() { socket.resume() }\n    })\n    stream.on(\'error\', noop) // feature-store guard: an error before the caller listens stays in stream.errored, not thrown\n    query.resolve(stream)\n',
+  },
+  {
+    name: 'copy-out-resume',
+    original: '  function CopyDone() {\n    stream && stream.push(null)\n    stream = null\n  }\n',
+    guarded: '  function CopyDone() {\n    stream && stream.push(null)\n    stream = null\n    socket && socket.resume() // feature-store guard: the COPY is over, whether or not its reader reads on\n  }\n',
+  },
+  {
+    name: 'copy-out-resume',
+    original: '    stream && (stream.destroy(err), stream = null)\n',
+    guarded: '    stream && (stream.destroy(err), stream = null, socket && socket.resume()) // feature-store guard: the COPY is over\n',
   },
   {
     name: 'reserve-retry',

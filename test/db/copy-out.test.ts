@@ -6,12 +6,12 @@ import { testAdminUrl } from '../lib/helper.js'
 
 /**
  * db/copy-out.ts: one bytea read through a binary COPY (the drift check's fine bins), against a
- * real server. postgres.js leaves the socket paused when a COPY's data fills the stream's buffer
- * and the COPY ends in the same read (porsager/postgres#499): the connection's next query then
- * waits forever. A large row does that every time to a reader that lets the stream buffer (an
- * async iterator does); readCopyOut must leave the connection usable. A COPY that fails as it
- * starts must fail the read, not the process (the driver guard copy-out-error, installed by
- * scripts/patch-postgres-driver.mjs).
+ * real server. postgres.js left the socket paused when a COPY's data filled the stream's buffer
+ * and the COPY ended in the same read (porsager/postgres#499): the connection's next query then
+ * waited forever. A large row does that every time to a reader that lets the stream buffer (an
+ * async iterator does; so does the join's reader while it yields a turn of the event loop).
+ * A COPY that fails as it starts must fail the read, not the process. Both are driver guards
+ * installed by scripts/patch-postgres-driver.mjs (copy-out-resume, copy-out-error).
  */
 
 /** Fails instead of waiting forever. */
@@ -54,6 +54,24 @@ t.test('a large bytea comes back byte for byte, and the connection answers its n
     // the connection goes on
     await t.rejects(within(10_000, 'a failing COPY', read('COPY (SELECT int4send(1 / (g - 1)) FROM generate_series(1, 1) g) TO STDOUT (FORMAT binary)')), { code: '22012' }, 'the error reaches the reader')
     t.equal((await within(10_000, 'the query after a failed COPY', conn<{ n: number }[]>`SELECT 2 AS n`))[0].n, 2, 'the connection answers after a failed COPY')
+  } finally {
+    conn.release()
+  }
+})
+
+t.test('a reader that lets the stream buffer leaves the connection usable too', async (t) => {
+  const sql = connect(testAdminUrl(), { max: 1 })
+  t.teardown(async () => { await sql.end({ timeout: 1 }) })
+  const conn = await sql.reserve()
+  try {
+    const stream = await conn`COPY (SELECT decode(repeat('ab', 1000000), 'hex')) TO STDOUT (FORMAT binary)`.readable()
+    // nothing read until the whole COPY has arrived: the stream's buffer fills meanwhile
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    let bytes = 0
+    for await (const chunk of stream) bytes += (chunk as Buffer).length
+    t.ok(bytes > 1_000_000, 'the whole COPY read')
+    const [{ n }] = await within(10_000, 'the query after a buffered COPY', conn<{ n: number }[]>`SELECT 3 AS n`)
+    t.equal(n, 3, 'the connection answers its next query')
   } finally {
     conn.release()
   }
