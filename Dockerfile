@@ -9,7 +9,8 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# the postinstall guard for the PostgreSQL driver (scripts/patch-postgres-driver.mjs)
+# the postinstall scripts: the PostgreSQL driver guards (scripts/patch-postgres-driver.mjs); the
+# test runner's build (scripts/build-test-runner.mjs) skips itself without devDependencies
 COPY scripts ./scripts
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
