@@ -141,6 +141,7 @@ function mutate (value: unknown): fc.Arbitrary<unknown> {
     if (how === 'replace') parent[last] = junk
     else if (how === 'drop') { if (Array.isArray(parent)) parent.splice(last as number, 1); else delete parent[last] }
     else if (how === 'nest') parent[last] = JSON.parse(deepNest(40))
+    else if (Array.isArray(parent[last])) (parent[last] as unknown[]).push(junk) // a key such as 'length' would not add a field to an array
     else if (!Array.isArray(parent) && parent[last] !== null && typeof parent[last] === 'object') (parent[last] as Record<string, unknown>)[key] = junk
     else parent[last] = junk
     return copy
