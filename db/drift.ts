@@ -254,10 +254,15 @@ async function fineBins (conn: ReservedSql, tableIndex: number, sample: SampleSp
   return unpackBins(oneBinaryField(packed))
 }
 
-/** The values of some fine bins of one part's table. */
+/**
+ * The values of some fine bins of one part's table. A semi join on the keys hashes them: with
+ * `k = ANY($1)` a prepared statement's generic plan compares every bin with every key. Small
+ * either way: 0.75-1.5 ms against 0.9-2.1 ms for the ~8 keys of the bench's checks, 5 ms
+ * against 9-14 ms for 60 keys over 16,000 bins.
+ */
 async function binValues (conn: ReservedSql, tableIndex: number, ks: number[]): Promise<BinValues[]> {
   if (ks.length === 0) return []
-  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[tableIndex])} WHERE k = ANY(${ks}::float8[])`]
+  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[tableIndex])} WHERE k IN (SELECT unnest(${ks}::float8[]))`]
 }
 
 // ---------------------------------------------------------------------------------------------
