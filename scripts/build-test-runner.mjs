@@ -2,8 +2,8 @@
 // plugin off: the tests' TypeScript is loaded by tsx, as `npm start` loads the service). tap
 // rebuilds by itself when its configuration changes, but only after the runner has loaded the
 // old build: the first `npm test` after an install would still start every test file with both
-// loaders (448 s for the main suite here, against 253 s). Building here, at install, spares that run. Skipped where
-// tap is not installed (an install without devDependencies).
+// loaders (448 s for the main suite here, against 253 s). Building here, at install, spares
+// that run. Skipped where tap is not installed (an install without devDependencies).
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
