@@ -35,11 +35,16 @@ export const PACKED_BIN_BYTES = 48
 
 const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f
 
+/** m fine bins, all zero, to be filled in. */
+function emptyBins (m: number): FineBins {
+  return { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
+}
+
 /** Unpacks the fine bins the database sends as one bytea (null: no values). */
 export function unpackBins (packed: Buffer | null): FineBins {
   const m = packed === null ? 0 : packed.length / PACKED_BIN_BYTES
   if (!Number.isInteger(m)) throw new Error(`packed fine bins of ${packed!.length} bytes`)
-  const bins: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
+  const bins = emptyBins(m)
   if (m === 0) return bins
   // big-endian float8s: copied into an aligned array, byte-swapped there in one native pass
   // when the machine is little-endian, then read column by column
@@ -87,7 +92,7 @@ export function combineBins (a: FineBins, b: FineBins): FineBins {
   if (b.k.length === 0) return a
   if (a.k.length === 0) return b
   const { ia, ib, m } = mergeIndex(a.k, b.k)
-  const out: FineBins = { k: new Float64Array(m), n: new Float64Array(m), lo: new Float64Array(m), hi: new Float64Array(m), sb: new Float64Array(m), m2: new Float64Array(m) }
+  const out = emptyBins(m)
   for (let x = 0; x < m; x++) {
     const i = ia[x]
     const j = ib[x]
