@@ -138,13 +138,16 @@ function halves (s: SampleSpec): SampleSpec[] {
  *    one per session; else in two halves of its time range, each session reading the first or
  *    the second half of both samples. The sessions read at the same time, each grouping what
  *    it reads by fine bin, k = floor(x * scale), monotone in x: a hash aggregate per bin
- *    (count, min, max, the sum of the offsets in the bin and their squared deviations, and the
- *    bin's values as an array) into a temporary table per part. Only the bins' numbers leave
- *    the database, packed (48 bytes a bin, one bytea through a binary COPY); the halves' bins add up.
+ *    (count, min, max, the sum of the offsets in the bin and their squared deviations; and the
+ *    bin's values as an array, unless the part is a plain window read) into a temporary table
+ *    per part. Only the bins' numbers leave the database, packed (48 bytes a bin, one bytea
+ *    through a binary COPY); the halves' bins add up.
  * 2. From the bins, src/domain/drift-bins.ts settles the sample statistics, KS at the bin ends
  *    and most of the Wasserstein integral, exactly, and names the few candidate bins the bins
  *    cannot settle (a few thousand values of a million).
- * 3. Each part sends the values of its candidate bins; drift-bins.ts finishes exactly: the
+ * 3. Each part sends the values of its candidate bins (a plain window reads its rows again for
+ *    them: keeping every bin's values costs ~40 % of a fine-bin pass, a second plain read about
+ *    half of that, for 0.67-0.75 of the check's time); drift-bins.ts finishes exactly: the
  *    largest CDF gap and the integral inside them, the reference order statistics at the
  *    quantile ranks (percentile_cont's definition), the distinct quantile edges, and how many
  *    values of each sample lie below each edge (width_bucket's bins).
@@ -166,7 +169,7 @@ async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec
   try {
     const first = sessions[0]
     const second = sessions[1] ?? first
-    // work_mem: the per-bin hash aggregate keeps every value (~40 bytes each at peak); the row
+    // work_mem: the per-bin hash aggregate may keep every value (~40 bytes each at peak); the row
     // estimates of the point-in-time read are far too low (DISTINCT ON and the finiteness test),
     // which makes sorting by bin look cheap (enable_sort); each session reads its sample alone
     // (no parallel workers: the two sessions are the parallelism). TimescaleDB's SkipScan turns
@@ -210,12 +213,18 @@ async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec
     // every session's work settles before any failure is thrown (the sessions are then rolled
     // back: not while one of them still has statements to send)
     const reads = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
-      for (const p of parts) if (p.session === session) binsOf.set(p, await fineBins(session, p.table, p.spec, frame.scale))
+      for (const p of parts) if (p.session === session) binsOf.set(p, await fineBins(p, frame.scale))
     }))
     for (const r of reads) if (r.status === 'rejected') throw r.reason
     const sideBins = (side: 0 | 1): FineBins => parts.filter((p) => p.side === side).map((p) => binsOf.get(p)!).reduce(combineBins)
     const stage = binStage(sideBins(0), sideBins(1), frame, fractions)
-    const fetched = await Promise.all(parts.map(async (p) => binValues(p.session, p.table, p.side === 0 ? stage.fetch.reference : stage.fetch.current)))
+    // each session fetches its parts' values one after the other, both sessions at once
+    const valuesOf = new Map<Part, BinValues[]>()
+    const fetches = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
+      for (const p of parts) if (p.session === session) valuesOf.set(p, await binValues(p, p.side === 0 ? stage.fetch.reference : stage.fetch.current, frame.scale))
+    }))
+    for (const r of fetches) if (r.status === 'rejected') throw r.reason
+    const fetched = parts.map((p) => valuesOf.get(p)!)
     const sideValues = (side: 0 | 1): BinValues[] => combineValues(parts.flatMap((p, i) => (p.side === side ? [fetched[i]] : [])))
     return driftSummaryOf(stage, finish(stage, sideValues(0), sideValues(1)))
   } finally {
@@ -224,28 +233,50 @@ async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec
 }
 
 /**
- * Reads one sample into its table of fine bins and returns the bins, packed. PostgreSQL raises
- * an overflow error rather than returning infinity: values beyond about 1e150 times the probe's
- * span make the check fail with 22003 (the service answers 422).
+ * A window that the write log proves free of corrections is read as a plain range read, which
+ * costs about a fifth of a fine-bin pass: its bins keep no values, and the few bins the check
+ * needs the values of are read again (same snapshot, same rows). Every other sample (the
+ * point-in-time walk, a run's dataset) costs more to read than to keep: its bins keep their
+ * values in a temporary table.
  */
-async function fineBins (conn: ReservedSql, tableIndex: number, sample: SampleSpec, scale: number): Promise<FineBins> {
-  const table = conn(BIN_TABLES[tableIndex])
-  // a plain range read of a window is a bitmap scan of the primary key's range: not a scan of
-  // every feature's values (which the planner prefers once a window is a large part of the
-  // table), and about 10 % cheaper than an index scan here, as it visits each page once in order
-  const plain = sample.kind === 'window' && sample.noCorrections === true
+const isPlainWindow = (s: SampleSpec): boolean => s.kind === 'window' && s.noCorrections === true
+
+/**
+ * The planner settings of one sample's read: a plain range read of a window is a bitmap scan of
+ * the primary key's range: not a scan of every feature's values (which the planner prefers once
+ * a window is a large part of the table), and about 10 % cheaper than an index scan here, as it
+ * visits each page once in order.
+ */
+async function planFor (conn: ReservedSql, sample: SampleSpec): Promise<void> {
+  const plain = isPlainWindow(sample)
   await conn`SELECT set_config('enable_seqscan', ${plain ? 'off' : 'on'}, true), set_config('enable_indexscan', ${plain ? 'off' : 'on'}, true)`
-  // each value with its bin k and its offset d in the bin, computed once a row
-  await conn`
-    CREATE TEMP TABLE ${table} ON COMMIT DROP AS
-    SELECT b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb, var_pop(b.d) * count(*)::float8 AS m2, array_agg(b.x) AS xs
+}
+
+/**
+ * Reads one part's sample, grouped by fine bin, and returns the bins, packed. Each value gets its
+ * bin k and its offset d in the bin once; a bin's squared deviations are sum(d²) - sum(d)²/n,
+ * precise because 0 <= d < 1/scale (var_pop's running update costs ~45 ms more a 500,000
+ * values). The bins go into the part's temporary table, with their values unless the part is
+ * a plain window (binValues reads those again). PostgreSQL raises an overflow error rather than
+ * returning infinity: values beyond about 1e150 times the probe's span make the check fail with
+ * 22003 (the service answers 422).
+ */
+async function fineBins (part: Part, scale: number): Promise<FineBins> {
+  const conn = part.session
+  await planFor(conn, part.spec)
+  const keep = !isPlainWindow(part.spec)
+  const grouped = conn`
+    SELECT b.k, count(*)::float8 AS n, min(b.x) AS lo, max(b.x) AS hi, sum(b.d) AS sb,
+           sum(b.d * b.d) - sum(b.d) * sum(b.d) / count(*)::float8 AS m2 ${keep ? conn`, array_agg(b.x) AS xs` : conn``}
     FROM (
       SELECT x, k, x - k / ${scale}::float8 AS d
-      FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, sample)}) p OFFSET 0) o
+      FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, part.spec)}) p OFFSET 0) o
     ) b
     GROUP BY b.k`
+  const table = conn(BIN_TABLES[part.table])
+  await conn`CREATE TEMP TABLE ${table} ON COMMIT DROP AS ${grouped}`
   // packed in one bytea, sent as it is by a binary COPY (the text format would send it hex
-  // encoded: twice the bytes, decoded again here)
+  // encoded: twice the bytes, decoded again here; COPY takes no parameters, hence the table)
   const packed = await readCopyOut(await conn`
     COPY (
       SELECT string_agg(float8send(k) || float8send(n) || float8send(lo) || float8send(hi) || float8send(sb) || float8send(m2), ''::bytea ORDER BY k)
@@ -255,14 +286,24 @@ async function fineBins (conn: ReservedSql, tableIndex: number, sample: SampleSp
 }
 
 /**
- * The values of some fine bins of one part's table. A semi join on the keys hashes them: with
- * `k = ANY($1)` a prepared statement's generic plan compares every bin with every key. Small
- * either way: 0.75-1.5 ms against 0.9-2.1 ms for the ~8 keys of the bench's checks, 5 ms
- * against 9-14 ms for 60 keys over 16,000 bins.
+ * The values of some fine bins of one part: from its table, or read again for a plain window
+ * (on the part's session, in the same transaction: the same rows, the same k for each). A semi
+ * join on the keys hashes them: with `k = ANY($1)` a prepared statement's generic plan compares
+ * every bin (or row) with every key: 0.75-1.5 ms against 0.9-2.1 ms for the ~8 keys of the
+ * bench's checks, 5 ms against 9-14 ms for 60 keys over 16,000 bins.
  */
-async function binValues (conn: ReservedSql, tableIndex: number, ks: number[]): Promise<BinValues[]> {
+async function binValues (part: Part, ks: number[], scale: number): Promise<BinValues[]> {
   if (ks.length === 0) return []
-  return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[tableIndex])} WHERE k IN (SELECT unnest(${ks}::float8[]))`]
+  const conn = part.session
+  if (!isPlainWindow(part.spec)) {
+    return [...await conn<BinValues[]>`SELECT k, xs FROM ${conn(BIN_TABLES[part.table])} WHERE k IN (SELECT unnest(${ks}::float8[]))`]
+  }
+  await planFor(conn, part.spec)
+  return [...await conn<BinValues[]>`
+    SELECT k, array_agg(x) AS xs
+    FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, part.spec)}) p) o
+    WHERE k IN (SELECT unnest(${ks}::float8[]))
+    GROUP BY k`]
 }
 
 // ---------------------------------------------------------------------------------------------
