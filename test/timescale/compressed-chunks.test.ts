@@ -36,8 +36,11 @@ async function chunkStates (sql: Sql): Promise<{ total: number, compressed: numb
 
 t.test('late backfills and corrections into compressed chunks are written and read back', await onlyIn('timescaledb'), async (t) => {
   const { sql, app } = await buildTestApp(t)
-  // the test compresses itself: the policy's background runs would race with its assertions
-  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'`
+  // the test compresses itself: the policy's background runs would race with its assertions;
+  // and a refresh of the statistics between the first write and the backfill would materialize
+  // the backfill's bucket, which then shows the backfill only after the next refresh (as the
+  // README says): its assertion on real-time statistics failed in 2 of 3 runs here
+  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name IN ('policy_compression', 'policy_refresh_continuous_aggregate')`
 
   const f = await insertDefinition(sql, { name: 'close_price' })
   // six weeks of hourly values for two symbols, then every chunk compressed
