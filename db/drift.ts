@@ -213,27 +213,36 @@ async function summaryOnSessions (sql: Sql, count: number, reference: SampleSpec
         halves(spec).forEach((half, h) => parts.push({ side, spec: half, table: parts.length, session: h === 0 ? first : second }))
       }
     }
-    const binsOf = new Map<Part, FineBins>()
-    // every session's work settles before any failure is thrown (the sessions are then rolled
-    // back: not while one of them still has statements to send)
-    const reads = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
-      for (const p of parts) if (p.session === session) binsOf.set(p, await fineBins(p, frame.scale))
-    }))
-    for (const r of reads) if (r.status === 'rejected') throw r.reason
+    const binsOf = await eachPartOnItsSession(parts, async (p) => fineBins(p, frame.scale))
     const sideBins = (side: 0 | 1): FineBins => parts.filter((p) => p.side === side).map((p) => binsOf.get(p)!).reduce(combineBins)
     const stage = binStage(sideBins(0), sideBins(1), frame, fractions)
-    // each session fetches its parts' values one after the other, both sessions at once
-    const valuesOf = new Map<Part, BinValues[]>()
-    const fetches = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
-      for (const p of parts) if (p.session === session) valuesOf.set(p, await binValues(p, p.side === 0 ? stage.fetch.reference : stage.fetch.current, frame.scale))
-    }))
-    for (const r of fetches) if (r.status === 'rejected') throw r.reason
-    const fetched = parts.map((p) => valuesOf.get(p)!)
-    const sideValues = (side: 0 | 1): BinValues[] => combineValues(parts.flatMap((p, i) => (p.side === side ? [fetched[i]] : [])))
+    const valuesOf = await eachPartOnItsSession(parts, async (p) => binValues(p, p.side === 0 ? stage.fetch.reference : stage.fetch.current, frame.scale))
+    const sideValues = (side: 0 | 1): BinValues[] => combineValues(parts.filter((p) => p.side === side).map((p) => valuesOf.get(p)!))
     return driftSummaryOf(stage, finish(stage, sideValues(0), sideValues(1)))
   } finally {
     await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
   }
+}
+
+/**
+ * `work` for every part: each session's parts one after the other (a session runs one statement
+ * at a time, and a part's statements depend on its planner settings), the sessions at the same
+ * time. Every session's work settles before any failure is thrown (the sessions are then rolled
+ * back: not while one of them still has statements to send).
+ */
+async function eachPartOnItsSession<T> (parts: Part[], work: (p: Part) => Promise<T>): Promise<Map<Part, T>> {
+  const out = new Map<Part, T>()
+  const runs = await Promise.allSettled([...new Set(parts.map((p) => p.session))].map(async (session) => {
+    for (const p of parts) if (p.session === session) out.set(p, await work(p))
+  }))
+  for (const r of runs) if (r.status === 'rejected') throw r.reason
+  return out
+}
+
+/** A part's sample, each value x with its fine bin k = floor(x * scale). */
+function binnedSample (part: Part, scale: number): Fragment {
+  const conn = part.session
+  return conn`SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, part.spec)}) p`
 }
 
 /**
@@ -274,7 +283,7 @@ async function fineBins (part: Part, scale: number): Promise<FineBins> {
            sum(b.d * b.d) - sum(b.d) * sum(b.d) / count(*)::float8 AS m2 ${keep ? conn`, array_agg(b.x) AS xs` : conn``}
     FROM (
       SELECT x, k, x - k / ${scale}::float8 AS d
-      FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, part.spec)}) p OFFSET 0) o
+      FROM (${binnedSample(part, scale)} OFFSET 0) o
     ) b
     GROUP BY b.k`
   const table = conn(BIN_TABLES[part.table])
@@ -292,9 +301,9 @@ async function fineBins (part: Part, scale: number): Promise<FineBins> {
 /**
  * The values of some fine bins of one part: from its table, or read again for a plain window
  * (on the part's session, in the same transaction: the same rows, the same k for each). A semi
- * join on the keys hashes them: with `k = ANY($1)` a prepared statement's generic plan compares
- * every bin (or row) with every key: 0.75-1.5 ms against 0.9-2.1 ms for the ~8 keys of the
- * bench's checks, 5 ms against 9-14 ms for 60 keys over 16,000 bins.
+ * join on the keys hashes them whatever the plan (`k = ANY($1)` under a generic plan compared
+ * every bin with every key: 0.9-2.1 ms against 0.75-1.5 ms for the ~8 keys of the bench's
+ * checks, 9-14 ms against 5 ms for 60 keys over 16,000 bins).
  */
 async function binValues (part: Part, ks: number[], scale: number): Promise<BinValues[]> {
   if (ks.length === 0) return []
@@ -305,7 +314,7 @@ async function binValues (part: Part, ks: number[], scale: number): Promise<BinV
   await planFor(conn, part.spec)
   return [...await conn<BinValues[]>`
     SELECT k, array_agg(x) AS xs
-    FROM (SELECT p.x, floor(p.x * ${scale}::float8) AS k FROM (${sampleQuery(conn, part.spec)}) p) o
+    FROM (${binnedSample(part, scale)}) o
     WHERE k IN (SELECT unnest(${ks}::float8[]))
     GROUP BY k`]
 }
