@@ -22,9 +22,22 @@ import { COPY_SIGNATURE, throwIfCopyFailed } from './copy-out.js'
  * timestamps and floats on both sides; arrays make one message per pair instead of one per
  * value. COPY takes no parameters, so every value of the statement comes from the temporary
  * table, filled through a parameterised INSERT.
+ *
+ * Bounded reads (PairsSpec.bounded; TimescaleDB mode by default) give the COPY the block's
+ * time bounds as plan-time constants (feature_store_pit_prepare, migrations/070), so a
+ * hypertable plans only the chunks the block can touch instead of all of them: the direct
+ * COPY's bounds are known only at run time, and its anchor probe has no lower bound at all.
+ * Same tuples, same order, same decoder.
  */
 
 export type ReservedSql = postgres.ReservedSql<Record<string, unknown>>
+
+/**
+ * Bounded reads: anchors are looked for first from `lookbackMs` before the block's smallest T,
+ * then (for the pairs still without one) further back, down to the earliest value the write
+ * log knows of.
+ */
+export interface BoundedReads { lookbackMs: number }
 
 export interface PairsSpec {
   mode: PointInTime
@@ -39,6 +52,8 @@ export interface PairsSpec {
   entityIds: string[]
   minT: Float64Array
   maxT: Float64Array
+  /** Read through feature_store_pit_candidates (plan-time bounds), else one direct COPY. */
+  bounded?: BoundedReads
 }
 
 /**
@@ -195,6 +210,11 @@ async function createPairsTable (conn: ReservedSql): Promise<void> {
     min_t timestamptz NOT NULL, max_t timestamptz NOT NULL,
     k_min timestamptz NOT NULL, k_max timestamptz NOT NULL
   ) ON COMMIT DELETE ROWS`
+  // the anchors of a bounded read (feature_store_pit_candidates)
+  await conn`CREATE TEMP TABLE IF NOT EXISTS pit_anchor (
+    pair int4 PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,
+    value_num float8, value_text text
+  ) ON COMMIT DELETE ROWS`
 }
 
 /** Ends the transaction (the pairs table keeps none of its rows) and gives the connection back. */
@@ -207,7 +227,12 @@ export async function closePointInTimeSession (conn: ReservedSql): Promise<void>
 
 /** Streams the candidates of one block into `sink`, in pair order. */
 export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink, clock?: TurnClock): Promise<void> {
-  await conn`TRUNCATE pit_pairs`
+  if (spec.bounded) {
+    await conn`TRUNCATE pit_pairs, pit_anchor`
+    await conn`SELECT set_config('feature_store.pit_lookback_ms', ${String(Math.round(spec.bounded.lookbackMs))}, true)`
+  } else {
+    await conn`TRUNCATE pit_pairs`
+  }
   // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t
   await conn`
     INSERT INTO pit_pairs (pair, feature_id, entity_id, is_text, min_t, max_t, k_min, k_max)
@@ -223,25 +248,32 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   // each aggregate; PostgreSQL reads them presorted from the primary key index in "event"
   // mode). The temporary table is scanned in the order it was filled (pair order); the merge
   // checks the order of pairs and of candidates, and fails loudly otherwise.
+  // Bounded reads: the anchors are found beforehand (into pit_anchor) and the later candidates
+  // come from the view pit_block_values (feature_snapshots within the block's time range), both
+  // made by feature_store_pit_prepare (migrations/070) with the block's bounds as constants.
+  if (spec.bounded) await conn`SELECT feature_store_pit_prepare(${spec.mode === 'known'})`
+  const anchor = spec.bounded
+    ? conn`SELECT x.event_time, x.ingested_at, x.value_num, x.value_text FROM pit_anchor x WHERE x.pair = p.pair LIMIT 1`
+    : conn`
+          SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
+          FROM feature_snapshots s
+          WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
+            AND s.event_time <= p.min_t AND s.ingested_at <= p.k_min
+          ORDER BY s.event_time DESC, s.ingested_at DESC
+          LIMIT 1`
+  const values = spec.bounded ? conn`pit_block_values` : conn`feature_snapshots`
   const copy = spec.mode === 'event'
     ? conn`
       COPY (
         SELECT p.pair, a.event_time, NULL::timestamptz, a.value_num, a.value_text,
                r.ev, NULL::timestamptz[], r.num, r.txt
         FROM pit_pairs p
-        LEFT JOIN LATERAL (
-          SELECT s.event_time, s.value_num, s.value_text
-          FROM feature_snapshots s
-          WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-            AND s.event_time <= p.min_t AND s.ingested_at <= p.k_min
-          ORDER BY s.event_time DESC, s.ingested_at DESC
-          LIMIT 1
-        ) a ON true
+        LEFT JOIN LATERAL (${anchor}) a ON true
         LEFT JOIN LATERAL (
           SELECT array_agg(s.event_time ORDER BY s.event_time, s.ingested_at) AS ev,
                  array_agg(s.value_num ORDER BY s.event_time, s.ingested_at) AS num,
                  array_agg(s.value_text ORDER BY s.event_time, s.ingested_at) FILTER (WHERE p.is_text) AS txt
-          FROM feature_snapshots s
+          FROM ${values} s
           WHERE p.max_t > p.min_t
             AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
             AND s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
@@ -253,20 +285,13 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         SELECT p.pair, a.event_time, a.ingested_at, a.value_num, a.value_text,
                r.ev, r.ing, r.num, r.txt
         FROM pit_pairs p
-        LEFT JOIN LATERAL (
-          SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
-          FROM feature_snapshots s
-          WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-            AND s.event_time <= p.min_t AND s.ingested_at <= p.k_min
-          ORDER BY s.event_time DESC, s.ingested_at DESC
-          LIMIT 1
-        ) a ON true
+        LEFT JOIN LATERAL (${anchor}) a ON true
         LEFT JOIN LATERAL (
           SELECT array_agg(s.event_time ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS ev,
                  array_agg(s.ingested_at ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS ing,
                  array_agg(s.value_num ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS num,
                  array_agg(s.value_text ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) FILTER (WHERE p.is_text) AS txt
-          FROM feature_snapshots s
+          FROM ${values} s
           WHERE p.max_t > p.min_t
             AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
             AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max

@@ -37,7 +37,7 @@ const LATEST_KEYS_LIMIT = 100_000
 const SPILL_BYTES = 4 * 1024 * 1024
 const CHUNK_BYTES = 256 * 1024
 
-interface Latest { featureId: number, entityId: string, eventTimeMs: number, num: number | null, text: string | null }
+interface Latest { featureId: number, entityId: string, eventTimeMs: number, num: number | null, text: string | null, firstMs: number }
 
 /**
  * The write path of values. Validated rows are staged as COPY text, in memory and past a few
@@ -105,17 +105,19 @@ export class ValueStaging {
     return this.writing
   }
 
-  /** Keeps the newest row per key: greatest event time, then the later row of the request. */
+  /** Keeps the newest row per key (greatest event time, then the later row of the request) and its earliest event time. */
   private trackLatest (row: ValueRow): void {
     const key = `${row.featureId}|${row.entityId}`
     const cur = this.latest!.get(key)
     if (cur === undefined) {
       if (this.latest!.size >= LATEST_KEYS_LIMIT) { this.latest = undefined; return }
-      this.latest!.set(key, { featureId: row.featureId, entityId: row.entityId, eventTimeMs: row.eventTimeMs, num: row.num, text: row.text })
+      this.latest!.set(key, { featureId: row.featureId, entityId: row.entityId, eventTimeMs: row.eventTimeMs, num: row.num, text: row.text, firstMs: row.eventTimeMs })
     } else if (row.eventTimeMs >= cur.eventTimeMs) {
       cur.eventTimeMs = row.eventTimeMs
       cur.num = row.num
       cur.text = row.text
+    } else if (row.eventTimeMs < cur.firstMs) {
+      cur.firstMs = row.eventTimeMs
     }
   }
 
@@ -205,14 +207,27 @@ export class ValueStaging {
     }
   }
 
-  /** The online upsert from the latest row per key tracked while staging. */
+  /**
+   * The online upsert from the latest row per key tracked while staging; in the same statement,
+   * each key's earliest event time (feature_first_events, what bounded point-in-time reads go by).
+   */
   private async upsertOnlineFromMemory (stamp: string, listKeys: boolean): Promise<Array<{ feature_id: number, entity_id: string }>> {
     const rows = [...this.latest!.values()]
     return this.tx<{ feature_id: number, entity_id: string }[]>`
+      WITH u AS (
+        SELECT * FROM unnest(${rows.map((r) => r.featureId)}::int4[], ${rows.map((r) => r.entityId)}::text[], ${rows.map((r) => r.eventTimeMs)}::int8[],
+                             ${rows.map((r) => r.num)}::float8[], ${rows.map((r) => r.text)}::text[], ${rows.map((r) => r.firstMs)}::int8[])
+          AS u(feature_id, entity_id, event_ms, value_num, value_text, first_ms)
+      ), firsts AS (
+        INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
+        SELECT feature_id, entity_id, timestamptz 'epoch' + first_ms * interval '1 millisecond' FROM u
+        ORDER BY feature_id, entity_id
+        ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
+          WHERE EXCLUDED.first_event < f.first_event
+      )
       INSERT INTO feature_online AS o (feature_id, entity_id, event_time, ingested_at, value_num, value_text)
       SELECT feature_id, entity_id, timestamptz 'epoch' + event_ms * interval '1 millisecond', ${stamp}::text::timestamptz, value_num, value_text
-      FROM unnest(${rows.map((r) => r.featureId)}::int4[], ${rows.map((r) => r.entityId)}::text[], ${rows.map((r) => r.eventTimeMs)}::int8[],
-                  ${rows.map((r) => r.num)}::float8[], ${rows.map((r) => r.text)}::text[]) AS u(feature_id, entity_id, event_ms, value_num, value_text)
+      FROM u
       -- key order, so that concurrent ingests lock online rows in one order
       ORDER BY feature_id, entity_id
       ON CONFLICT (feature_id, entity_id) DO UPDATE
@@ -238,6 +253,14 @@ export class ValueStaging {
              feature_id, entity_id, event_time, ${stamp}::text::timestamptz, value_num, value_text
       FROM ingest_staging
       ORDER BY feature_id, entity_id, event_time, ord DESC`
+    // before the online rows, as the fast path (one lock order for concurrent ingests)
+    await this.tx`
+      INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
+      SELECT feature_id, entity_id, min(event_time) FROM ingest_staging
+      GROUP BY feature_id, entity_id
+      ORDER BY feature_id, entity_id
+      ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
+        WHERE EXCLUDED.first_event < f.first_event`
     const changed = await this.tx<{ feature_id: number, entity_id: string }[]>`
       INSERT INTO feature_online AS o (feature_id, entity_id, event_time, ingested_at, value_num, value_text)
       SELECT feature_id, entity_id, event_time, ${stamp}::text::timestamptz, value_num, value_text

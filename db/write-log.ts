@@ -165,9 +165,10 @@ export async function writeLogStatus (sql: Sql): Promise<WriteLogStatus> {
 export interface WriteLogRebuild { loggedWrites: number, clearedUntrackedWrites: number }
 
 /**
- * Rebuilds the write log from the stored values (one row per feature and stamp) and clears the
- * untracked-write marker, while writers wait (SHARE lock on feature_snapshots). A full scan:
- * for operators after writing values by direct SQL, and for tests.
+ * Rebuilds the write log from the stored values (one row per feature and stamp) and the earliest
+ * event time per key (feature_first_events), and clears the untracked-write marker, while
+ * writers wait (SHARE lock on feature_snapshots). A full scan: for operators after writing
+ * values by direct SQL, and for tests.
  *
  * Locks: feature_snapshots first (as the ingest path, which writes the values and then the log),
  * so that the two cannot deadlock; then the log itself EXCLUSIVE, so that two rebuilds run one
@@ -185,6 +186,12 @@ export async function rebuildWriteLog (sql: Sql): Promise<WriteLogRebuild> {
       SELECT feature_id, ingested_at, min(event_time), max(event_time), CASE WHEN min(entity_id) = max(entity_id) THEN min(entity_id) END
       FROM feature_snapshots
       GROUP BY feature_id, ingested_at`
+    // the other record the marker vouches for (bounded point-in-time reads go by it)
+    await tx`DELETE FROM feature_first_events`
+    await tx`
+      INSERT INTO feature_first_events (feature_id, entity_id, first_event)
+      SELECT feature_id, entity_id, min(event_time) FROM feature_snapshots
+      GROUP BY feature_id, entity_id`
     return { loggedWrites: logged.count, clearedUntrackedWrites: cleared.count }
   })
 }

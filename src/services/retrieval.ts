@@ -1,4 +1,5 @@
 import type { Sql } from '../../db/connection.js'
+import type { BoundedReads } from '../../db/point-in-time.js'
 import type { RetrieveRequest, RetrieveResponse } from '../../routes/schemas/retrieve.js'
 import { UnprocessableError } from '../domain/errors.js'
 import { entityIdProblem } from '../domain/names.js'
@@ -13,7 +14,7 @@ type PointValue = RetrieveResponse['results'][number]['values'][string]
  * (as_of_system_time). The same join as training sets, with one row per entity at T.
  */
 export class RetrievalService {
-  constructor (private readonly sql: Sql, private readonly opts: { blockRows: number }) {}
+  constructor (private readonly sql: Sql, private readonly opts: { blockRows: number, boundedReads?: BoundedReads }) {}
 
   async retrieve (request: RetrieveRequest): Promise<RetrieveResponse> {
     const asOf = parseTimestamp(request.as_of)
@@ -35,7 +36,7 @@ export class RetrievalService {
       timeAt: () => asOf.ms,
       extraAt: () => ({}),
     }
-    for await (const { answers, offset } of joinPointInTime(this.sql, features, source, 'event', cutoffMs, this.opts.blockRows)) {
+    for await (const { answers, offset } of joinPointInTime(this.sql, features, source, 'event', cutoffMs, this.opts.blockRows, 1, { boundedReads: this.opts.boundedReads })) {
       for (let r = 0; r < answers.block.size; r++) {
         const values = results[offset + r].values
         for (let f = 0; f < refs.length; f++) {

@@ -2,7 +2,7 @@ import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { findContractVersion, findCurrentContract } from '../../db/contracts.js'
-import { blockSavepoint, closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, releaseBlockSavepoint, rollbackToBlockSavepoint, waitForLocksFreely, type ReservedSql } from '../../db/point-in-time.js'
+import { blockSavepoint, closePointInTimeSession, isLockTimeout, openPointInTimeSessions, readBlockCandidates, releaseBlockSavepoint, rollbackToBlockSavepoint, waitForLocksFreely, type BoundedReads, type ReservedSql } from '../../db/point-in-time.js'
 import type { EntityRowInput, TrainingSetRequest } from '../../routes/schemas/training-sets.js'
 import { BadRequestError, fieldOfPath, PayloadTooLargeError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import type { FeatureDefinition } from '../domain/feature.js'
@@ -69,6 +69,8 @@ export interface TrainingSetOptions {
   blockRows: number
   /** Connections a join reads its blocks on, in parallel, on one snapshot (default 1). */
   readConnections?: number
+  /** Read blocks with plan-time time bounds (db/point-in-time.ts); default: one direct COPY. */
+  boundedReads?: BoundedReads
 }
 
 /** Rows per batch handed out by stream(). */
@@ -215,7 +217,7 @@ export class TrainingSetService {
    */
   async * answeredBlocks (resolved: ResolvedTrainingSet): AsyncIterable<AnsweredRows> {
     const source = rowSource(resolved)
-    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows, this.opts.readConnections)) {
+    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows, this.opts.readConnections, { boundedReads: this.opts.boundedReads })) {
       yield { answers, entityAt: (r) => source.entityAt(offset + r), extraAt: (r) => source.extraAt(offset + r) }
     }
   }
@@ -251,8 +253,10 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
 /** A block's session was retired, or the block was queued on one (see joinPointInTime). */
 class SessionRetired extends Error {}
 
-/** Tests: called around each block's read (to stage lock queues between the sessions). */
-export interface JoinHooks {
+export interface JoinOptions {
+  /** Read blocks with plan-time time bounds (db/point-in-time.ts); default: one direct COPY. */
+  boundedReads?: BoundedReads
+  /** Tests: called around each block's read (to stage lock queues between the sessions). */
   beforeRead?: (block: number) => Promise<void>
   afterRead?: (block: number) => void
 }
@@ -271,7 +275,7 @@ export interface JoinHooks {
  * start of its block (a savepoint) and waited out. Every session reads the same snapshot, so
  * the answers do not change.
  */
-export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1, hooks: JoinHooks = {}): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
+export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1, opts: JoinOptions = {}): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
   if (source.count === 0) return
   const blocks = Math.ceil(source.count / blockRows)
   let live = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
@@ -282,7 +286,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
   // a block given to a session that is still reading waits for the read before it
   const busy = new Map<ReservedSql, Promise<unknown>>()
   const read = async (b: number, session: ReservedSql): Promise<BlockAnswers> =>
-    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows))
+    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows), opts.boundedReads)
   const guardedRead = async (b: number, session: ReservedSql): Promise<BlockAnswers> => {
     if (live.length === 1 && !unbounded.has(session)) {
       await waitForLocksFreely(session)
@@ -318,9 +322,9 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
     const answers = (async () => {
       await before?.catch(() => {})
       if (!live.includes(session)) throw new SessionRetired()
-      await hooks.beforeRead?.(b)
+      await opts.beforeRead?.(b)
       const a = await guardedRead(b, session)
-      hooks.afterRead?.(b)
+      opts.afterRead?.(b)
       return a
     })()
     answers.catch(() => {}) // awaited below; this only keeps an early failure from being "unhandled"
@@ -352,7 +356,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
   }
 }
 
-async function answerBlock (session: ReservedSql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, from: number, to: number): Promise<BlockAnswers> {
+async function answerBlock (session: ReservedSql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, from: number, to: number, bounded: BoundedReads | undefined): Promise<BlockAnswers> {
   const block = await runInSlices(entityBlockSteps(to - from, (i) => source.entityAt(from + i), (i) => source.timeAt(from + i)))
   const answers = new BlockAnswers(block, features)
   const merge = new PointInTimeMerge(answers, mode)
@@ -365,6 +369,7 @@ async function answerBlock (session: ReservedSql, features: FeatureDefinition[],
     entityIds: block.entityIds,
     minT: block.minT,
     maxT: block.maxT,
+    ...(bounded ? { bounded } : {}),
   }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text), new EventLoopSlices())
   merge.finish()
   return answers

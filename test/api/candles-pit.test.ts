@@ -5,6 +5,7 @@ import { parse } from 'csv-parse/sync'
 import { buildTestApp, sharedDataDir } from '../lib/helper.js'
 import { insertDefinition, appendValues } from '../lib/fixtures.js'
 import { soundCutoff } from '../../db/knowledge.js'
+import { rebuildWriteLog } from '../../db/write-log.js'
 
 /**
  * Real hourly candles (../shared/data): close prices stamped at candle close (open time + 1 h;
@@ -32,7 +33,9 @@ function loadCandles (dir: string, symbol: string): Candle[] {
 }
 
 t.test('point-in-time answers on real BTC and ETH candles', { skip: dataDir ? false : 'no ../shared/data: the real candles are not here' }, async (t) => {
-  const { app, sql } = await buildTestApp(t)
+  const { app, sql, url } = await buildTestApp(t)
+  // the same requests read with bounded reads (TimescaleDB mode's default) must answer the same
+  const { app: bounded } = await buildTestApp(t, { url, config: { PIT_READS: 'bounded' } })
   const candles = [...loadCandles(dataDir!, 'BTCUSDT'), ...loadCandles(dataDir!, 'ETHUSDT')]
   t.ok(candles.length > 4000, `${candles.length} candles loaded`)
   // close_price@1 has a 1 h ttl, close_price@2 none
@@ -43,9 +46,14 @@ t.test('point-in-time answers on real BTC and ETH candles', { skip: dataDir ? fa
       SELECT ${id}::int4, s, e, e + interval '5 seconds', v
       FROM unnest(${candles.map((c) => c.symbol)}::text[], ${candles.map((c) => iso(c.openMs + H))}::timestamptz[], ${candles.map((c) => c.close)}::float8[]) AS x(s, e, v)`
   }
+  // written by SQL: the write log and the first events describe them once rebuilt
+  await rebuildWriteLog(sql)
   const post = async (t: TapTest, payload: Record<string, unknown>) => {
-    const res = await app.inject({ method: 'POST', url: '/v1/training-sets', payload: { features: ['close_price@1', 'close_price@2'], include_metadata: true, ...payload } })
+    const body = { features: ['close_price@1', 'close_price@2'], include_metadata: true, ...payload }
+    const res = await app.inject({ method: 'POST', url: '/v1/training-sets', payload: body })
     t.equal(res.statusCode, 200, res.statusCode === 200 ? 'training set built' : res.body)
+    const again = await bounded.inject({ method: 'POST', url: '/v1/training-sets', payload: body })
+    t.same(again.json().rows, res.json().rows, 'bounded reads give the same rows')
     return res.json().rows as Array<Record<string, unknown>>
   }
 

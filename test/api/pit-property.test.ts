@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { buildTestApp } from '../lib/helper.js'
 import { appendValues } from '../lib/fixtures.js'
 import { soundCutoff } from '../../db/knowledge.js'
+import { rebuildWriteLog } from '../../db/write-log.js'
 import type { Sql } from '../../db/connection.js'
 import type { App } from '../../src/app.js'
 import { decodeValue } from '../../src/domain/value-validation.js'
@@ -14,7 +15,12 @@ import type { Dtype } from '../../src/domain/feature.js'
  * ttl edges (event_time == T, event_time == T - ttl), ingested_at one microsecond either side
  * of a row's T, nulls, duplicated entity rows, cutoffs between ingests. Training sets in both
  * point_in_time modes, with and without as_of_system_time, and /retrieve; one app answers in
- * blocks of 3 rows (to cross block boundaries), one with the default block size.
+ * blocks of 3 rows (to cross block boundaries), one with the default block size. Both read
+ * with the direct COPY (the default of postgres mode); two more read with bounded reads
+ * (PIT_READS=bounded, TimescaleDB mode's default) and a lookback of 1 s, so that anchors are
+ * found in all three of its steps (within the lookback, the next 15 s, everything older),
+ * with the write log and the first events trusted (after a rebuild, or the real write path)
+ * and not (values written by SQL).
  */
 
 const SEED = Number(process.env.PIT_SEED ?? Date.now() % 2 ** 31)
@@ -151,6 +157,8 @@ const scenarioArb = featuresArb.chain((features) => fc.record({
   ),
   rows: fc.array(fc.record({ e: fc.constantFrom(...ENTITIES), T: tickArb }), { maxLength: 20 }),
   K: fc.option(tickArb, { nil: undefined }),
+  // rebuild the write log after the values were written by SQL (bounded reads then trust it)
+  rebuild: fc.boolean(),
   retrieveEntities: fc.array(fc.constantFrom(...ENTITIES), { minLength: 1, maxLength: 4 }),
   retrieveT: tickArb,
 }))
@@ -164,6 +172,8 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
   t.comment(`seed ${SEED}: rerun with PIT_SEED=${SEED}`)
   const small = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 3, TRAINING_READ_CONNECTIONS: 2 } })
   const large = await buildTestApp(t, { url: small.url })
+  const boundedSmall = await buildTestApp(t, { url: small.url, config: { TRAINING_BLOCK_ROWS: 3, TRAINING_READ_CONNECTIONS: 2, PIT_READS: 'bounded', PIT_LOOKBACK_SECONDS: 1 } })
+  const boundedLarge = await buildTestApp(t, { url: small.url, config: { PIT_READS: 'bounded', PIT_LOOKBACK_SECONDS: 1 } })
   const sql = small.sql
   const property = fc.asyncProperty(scenarioArb, async (sc) => {
     const ids = await defineFeatures(sql, sc.features)
@@ -173,8 +183,10 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
           ${sc.stored.map((r) => new Date(r.eventMs).toISOString())}::timestamptz[], ${sc.stored.map((r) => isoMicros(r.ingestedUs))}::text[]::timestamptz[],
           ${sc.stored.map((r) => (r.value.num === null ? null : String(r.value.num)))}::float8[], ${sc.stored.map((r) => r.value.text)}::text[])`
     }
+    if (sc.rebuild) await rebuildWriteLog(sql)
     const stored = await readStored(sql, ids)
-    for (const [label, app] of [['blocks of 3', small.app], ['one block', large.app]] as const) {
+    const apps = [['blocks of 3', small.app], ['one block', large.app], ['bounded, blocks of 3', boundedSmall.app], ['bounded, one block', boundedLarge.app]] as const
+    for (const [label, app] of apps) {
       for (const mode of ['event', 'known'] as const) {
         for (const K of [undefined, sc.K]) {
           const diff = await checkTrainingSet(app, label, stored, sc.features, { rows: sc.rows, mode, K })
@@ -183,8 +195,10 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
       }
     }
     for (const K of [undefined, sc.K]) {
-      const diff = await checkRetrieve(large.app, stored, sc.features, sc.retrieveEntities, sc.retrieveT, K)
-      if (diff) throw new Error(diff)
+      for (const app of [large.app, boundedLarge.app]) {
+        const diff = await checkRetrieve(app, stored, sc.features, sc.retrieveEntities, sc.retrieveT, K)
+        if (diff) throw new Error(diff)
+      }
     }
   })
   try {
@@ -196,7 +210,8 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
 })
 
 t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED})`, async (t) => {
-  const { app, sql } = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 4, TRAINING_READ_CONNECTIONS: 2 } })
+  const { app: direct, sql, url } = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 4, TRAINING_READ_CONNECTIONS: 2 } })
+  const { app: bounded } = await buildTestApp(t, { url, config: { TRAINING_BLOCK_ROWS: 4, TRAINING_READ_CONNECTIONS: 2, PIT_READS: 'bounded', PIT_LOOKBACK_SECONDS: 1 } })
   const batchArb = fc.array(fc.record({
     f: fc.integer({ min: 0, max: 1 }),
     e: fc.constantFrom('a', 'b'),
@@ -223,14 +238,16 @@ t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED
       const candidates = [...new Set([...stored.map((s) => s.eventMs), ...stored.flatMap((s) => [Math.floor(s.ingestedUs / 1000), Math.ceil(s.ingestedUs / 1000)]), ...moments])]
       const rows = rowPicks.map((p) => ({ e: p.e, T: candidates[p.pick % candidates.length] + p.offset }))
       const K = moments[kPick % moments.length]
-      for (const mode of ['event', 'known'] as const) {
-        for (const k of [undefined, K]) {
-          const diff = await checkTrainingSet(app, 'write path', stored, features, { rows, mode, K: k })
-          if (diff) throw new Error(diff)
+      for (const [label, app] of [['write path', direct], ['write path, bounded', bounded]] as const) {
+        for (const mode of ['event', 'known'] as const) {
+          for (const k of [undefined, K]) {
+            const diff = await checkTrainingSet(app, label, stored, features, { rows, mode, K: k })
+            if (diff) throw new Error(diff)
+          }
         }
+        const diff = await checkRetrieve(app, stored, features, ['a', 'b', 'c'], base + 3 * 500, K)
+        if (diff) throw new Error(diff)
       }
-      const diff = await checkRetrieve(app, stored, features, ['a', 'b', 'c'], base + 3 * 500, K)
-      if (diff) throw new Error(diff)
     },
   )
   try {
