@@ -69,8 +69,8 @@ DECLARE
   step_found int8;
   span interval;
 BEGIN
-  EXECUTE 'SELECT array_agg(DISTINCT feature_id), min(min_t), max(min_t), max(max_t), min(k_min), max(k_min), max(k_max), count(*) FROM pit_pairs'
-    INTO feats, lo, anchor_hi, hi, kmin_lo, kmin_hi, kmax_hi, pairs;
+  EXECUTE 'SELECT min(min_t), max(min_t), max(max_t), min(k_min), max(k_min), max(k_max), count(*) FROM pit_pairs'
+    INTO lo, anchor_hi, hi, kmin_lo, kmin_hi, kmax_hi, pairs;
   IF pairs = 0 THEN
     lo := 'infinity';
     hi := '-infinity';
@@ -135,6 +135,7 @@ BEGIN
   IF known AND untracked THEN
     late_floor := '-infinity';
   ELSIF known THEN
+    EXECUTE 'SELECT array_agg(feature_id) FROM (SELECT DISTINCT feature_id FROM pit_pairs) d' INTO feats;
     SELECT min(l.first_event) INTO late_floor
     FROM feature_write_log l
     WHERE l.feature_id = ANY (feats) AND l.ingested_at > kmin_lo AND l.ingested_at <= kmax_hi;

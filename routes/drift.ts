@@ -62,7 +62,7 @@ export default async function driftRoutes (app: App): Promise<void> {
     schema: {
       tags: ['monitoring'],
       summary: 'Rebuild the write log from the stored values (admin)',
-      description: 'For after values were written by SQL outside the ingest path: rebuilds the log from feature_snapshots (one row per feature and ingested_at) and turns the range read of drift checks back on. '
+      description: 'For after values were written by SQL outside the ingest path: rebuilds the log from feature_snapshots (one row per feature and ingested_at) and the earliest event time per feature and entity, and turns the range read of drift checks and the lower bounds of bounded point-in-time reads (PIT_READS) back on. '
         + 'A full scan of the stored values, during which writes of values wait (checks and reads do not). Rebuilds run one at a time. Answered after commit.',
       response: { 200: WriteLogRebuilt, ...problems(401, 403, 429, 503) },
     },

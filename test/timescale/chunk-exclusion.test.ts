@@ -39,8 +39,8 @@ async function explainLastCopy (sql: Sql, statements: Statement[]): Promise<Plan
   const copy = statements[copyAt]
   const session = statements.slice(0, copyAt).filter((s) => s.conn === copy.conn)
   const begin = lastIndex(session, (s) => /^\s*BEGIN/i.test(s.query))
-  // the session's pairs table is made before its transaction (and kept by its connection)
-  const pairsTable = session.slice(0, begin).filter((s) => /CREATE TEMP TABLE IF NOT EXISTS pit_pairs/.test(s.query)).slice(-1)
+  // the session's temporary tables are made before its transaction (and kept by its connection)
+  const pairsTable = ['pit_pairs', 'pit_anchor'].flatMap((table) => session.slice(0, begin).filter((s) => s.query.includes(`CREATE TEMP TABLE IF NOT EXISTS ${table}`)).slice(-1))
   const select = copy.query.trim().replace(/^COPY \(/, '').replace(/\)\s*TO STDOUT[\s\S]*$/, '')
   const conn = await sql.reserve()
   try {
@@ -71,7 +71,7 @@ function chunkExecutions (plan: PlanNode): Map<string, boolean> {
   return out
 }
 
-t.test('a bounded training set reads only the chunks of its window', await onlyIn('timescaledb'), async (t) => {
+t.test('a bounded training set reads only the chunks of its window, and with bounded reads plans only those', await onlyIn('timescaledb'), async (t) => {
   const { sql, url, config } = await buildTestApp(t, { config: { SNAPSHOT_CHUNK_INTERVAL: '1 day' } })
   // the test decides which chunks are compressed: no background compression meanwhile
   await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'`
@@ -95,23 +95,33 @@ t.test('a bounded training set reads only the chunks of its window', await onlyI
   t.ok(chunks.length >= DAYS, `many chunks (${chunks.length})`)
   const range = new Map(chunks.map((c) => [c.name, c]))
 
-  const { app, statements } = await tracedApp(t, url, config)
-  for (const [label, fromDay] of [['uncompressed', 40], ['compressed', 10]] as const) {
-    const from = T0 + fromDay * DAY
-    const to = from + 2 * DAY
-    const entityRows = []
-    for (let ms = from; ms <= to; ms += 6 * HOUR) for (const entityId of ['BTC', 'ETH']) entityRows.push({ entity_id: entityId, event_time: ms })
-    statements.length = 0
-    const res = await app.inject({ method: 'POST', url: '/v1/training-sets', payload: { features: ['close_price', 'volume'], entity_rows: entityRows } })
-    t.equal(res.statusCode, 200, `${label}: 200`)
-    t.equal(res.json().rows[0].close_price, fromDay * 24, `${label}: the answer is right`)
+  for (const reads of ['bounded', 'direct'] as const) {
+    // bounded: the default of TimescaleDB mode (PIT_READS=auto)
+    const { app, statements } = await tracedApp(t, url, reads === 'bounded' ? config : { ...config, PIT_READS: 'direct' })
+    for (const [label, fromDay] of [[`${reads}, uncompressed`, 40], [`${reads}, compressed`, 10]] as const) {
+      const from = T0 + fromDay * DAY
+      const to = from + 2 * DAY
+      const entityRows = []
+      for (let ms = from; ms <= to; ms += 6 * HOUR) for (const entityId of ['BTC', 'ETH']) entityRows.push({ entity_id: entityId, event_time: ms })
+      statements.length = 0
+      const res = await app.inject({ method: 'POST', url: '/v1/training-sets', payload: { features: ['close_price', 'volume'], entity_rows: entityRows } })
+      t.equal(res.statusCode, 200, `${label}: 200`)
+      t.equal(res.json().rows[0].close_price, fromDay * 24, `${label}: the answer is right`)
 
-    const executions = chunkExecutions(await explainLastCopy(sql, statements))
-    const executed = [...executions].filter(([, ran]) => ran).map(([name]) => range.get(name)!)
-    t.ok(executed.length > 0, `${label}: chunks were read`)
-    const outside = executed.filter((c) => c.end.getTime() <= from || c.start.getTime() > to)
-    t.same(outside.map((c) => `${c.name} ${c.start.toISOString()}`), [], `${label}: no chunk outside the window [${new Date(from).toISOString()}, ${new Date(to).toISOString()}] was read`)
-    t.ok(executed.length <= 3, `${label}: only the window's chunks were read (${executed.length} of ${chunks.length})`)
-    if (label === 'compressed') t.ok(executed.every((c) => c.compressed), 'and they were compressed chunks')
+      const executions = chunkExecutions(await explainLastCopy(sql, statements))
+      const executed = [...executions].filter(([, ran]) => ran).map(([name]) => range.get(name)!)
+      t.ok(executed.length > 0, `${label}: chunks were read`)
+      const outside = executed.filter((c) => c.end.getTime() <= from || c.start.getTime() > to)
+      t.same(outside.map((c) => `${c.name} ${c.start.toISOString()}`), [], `${label}: no chunk outside the window [${new Date(from).toISOString()}, ${new Date(to).toISOString()}] was read`)
+      t.ok(executed.length <= 3, `${label}: only the window's chunks were read (${executed.length} of ${chunks.length})`)
+      if (reads === 'bounded') {
+        // the window's bounds were constants when the COPY was planned: no other chunk is in the plan
+        const planned = [...executions.keys()].map((name) => range.get(name)!)
+        t.same(planned.filter((c) => c.end.getTime() <= from || c.start.getTime() > to).map((c) => c.name), [], `${label}: no chunk outside the window was even planned (${planned.length} planned)`)
+      } else {
+        t.ok(executions.size > 3 * executed.length, `${label}: the direct read plans more chunks (${executions.size}) than it reads`)
+      }
+      if (fromDay === 10) t.ok(executed.every((c) => c.compressed), `${label}: and they were compressed chunks`)
+    }
   }
 })
