@@ -34,8 +34,7 @@ export type ReservedSql = postgres.ReservedSql<Record<string, unknown>>
 
 /**
  * Bounded reads: anchors are looked for first from `lookbackMs` before the block's smallest T,
- * then (for the pairs still without one) further back, down to the earliest value the write
- * log knows of.
+ * then further back only for the pairs still without one whose first value is older.
  */
 export interface BoundedReads { lookbackMs: number }
 
@@ -52,7 +51,7 @@ export interface PairsSpec {
   entityIds: string[]
   minT: Float64Array
   maxT: Float64Array
-  /** Read through feature_store_pit_candidates (plan-time bounds), else one direct COPY. */
+  /** Read with plan-time bounds (feature_store_pit_prepare), else with one direct COPY. */
   bounded?: BoundedReads
 }
 
@@ -210,7 +209,7 @@ async function createPairsTable (conn: ReservedSql): Promise<void> {
     min_t timestamptz NOT NULL, max_t timestamptz NOT NULL,
     k_min timestamptz NOT NULL, k_max timestamptz NOT NULL
   ) ON COMMIT DELETE ROWS`
-  // the anchors of a bounded read (feature_store_pit_candidates)
+  // the anchors of a bounded read (feature_store_pit_prepare)
   await conn`CREATE TEMP TABLE IF NOT EXISTS pit_anchor (
     pair int4 PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,
     value_num float8, value_text text

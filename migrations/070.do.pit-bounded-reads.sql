@@ -12,8 +12,10 @@
 --    (setting feature_store.pit_lookback_ms) up to the block's greatest smallest-T;
 -- 2. anchors of the pairs still without one whose first value (feature_first_events) is older
 --    than that: first over the next 15 lookbacks, then down to the oldest of those first
---    values. Only this step, for a value in force since long before T, plans older chunks;
---    a pair with no value at all, or none before T, costs nothing here;
+--    values (and not below the first value of the writes known at the anchors' cutoffs, from
+--    the write log). Only this step, for a value in force since long before T, plans older
+--    chunks; a pair with no value at all, or none before T, or none known at its cutoff,
+--    costs nothing here;
 -- 3. the later candidates are read by the caller's COPY from the temporary view
 --    pit_block_values: feature_snapshots within the block's time range ("known" mode also reads
 --    values written between a pair's two cutoffs, whatever their event_time: their earliest
@@ -61,6 +63,7 @@ DECLARE
   untracked boolean;
   anchor_lo timestamptz;
   anchor_floor timestamptz;
+  log_floor timestamptz;
   late_floor timestamptz;
   pairs int8;
   found_anchors int8;
@@ -104,6 +107,16 @@ BEGIN
         JOIN feature_first_events f ON f.feature_id = p.feature_id AND f.entity_id = p.entity_id
         WHERE f.first_event < $1 AND NOT EXISTS (SELECT 1 FROM pit_anchor x WHERE x.pair = p.pair)$q$
         INTO anchor_floor USING anchor_lo;
+      IF anchor_floor IS NOT NULL THEN
+        -- nor earlier than the first value of a write known at the latest anchor cutoff (none
+        -- such write: nothing older is visible, as when history was loaded after T and read
+        -- in "known" mode)
+        EXECUTE 'SELECT array_agg(feature_id) FROM (SELECT DISTINCT feature_id FROM pit_pairs) d' INTO feats;
+        SELECT min(l.first_event) INTO log_floor
+        FROM feature_write_log l
+        WHERE l.feature_id = ANY (feats) AND l.ingested_at <= kmin_hi;
+        anchor_floor := CASE WHEN log_floor IS NULL THEN NULL ELSE greatest(anchor_floor, log_floor) END;
+      END IF;
     END IF;
     -- first the next 15 lookbacks, then everything older at once
     step_hi := anchor_lo;
@@ -135,7 +148,9 @@ BEGIN
   IF known AND untracked THEN
     late_floor := '-infinity';
   ELSIF known THEN
-    EXECUTE 'SELECT array_agg(feature_id) FROM (SELECT DISTINCT feature_id FROM pit_pairs) d' INTO feats;
+    IF feats IS NULL THEN
+      EXECUTE 'SELECT array_agg(feature_id) FROM (SELECT DISTINCT feature_id FROM pit_pairs) d' INTO feats;
+    END IF;
     SELECT min(l.first_event) INTO late_floor
     FROM feature_write_log l
     WHERE l.feature_id = ANY (feats) AND l.ingested_at > kmin_lo AND l.ingested_at <= kmax_hi;
