@@ -71,6 +71,21 @@ DECLARE
   step_hi timestamptz;
   step_found int8;
   span interval;
+  -- the best candidate of each pair without an anchor yet, with event_time in [$1, $2)
+  anchors text := $q$
+    INSERT INTO pit_anchor (pair, event_time, ingested_at, value_num, value_text)
+    SELECT p.pair, a.event_time, a.ingested_at, a.value_num, a.value_text
+    FROM pit_pairs p
+    CROSS JOIN LATERAL (
+      SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
+      FROM feature_snapshots s
+      WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
+        AND s.event_time <= p.min_t AND s.ingested_at <= p.k_min
+        AND s.event_time >= $1 AND s.event_time < $2
+      ORDER BY s.event_time DESC, s.ingested_at DESC
+      LIMIT 1
+    ) a
+    WHERE NOT EXISTS (SELECT 1 FROM pit_anchor x WHERE x.pair = p.pair)$q$;
 BEGIN
   EXECUTE 'SELECT min(min_t), max(min_t), max(max_t), min(k_min), max(k_min), max(k_max), count(*) FROM pit_pairs'
     INTO lo, anchor_hi, hi, kmin_lo, kmin_hi, kmax_hi, pairs;
@@ -81,19 +96,7 @@ BEGIN
   untracked := EXISTS (SELECT 1 FROM feature_untracked_writes);
 
   anchor_lo := lo - lookback;
-  EXECUTE $q$
-    INSERT INTO pit_anchor (pair, event_time, ingested_at, value_num, value_text)
-    SELECT p.pair, a.event_time, a.ingested_at, a.value_num, a.value_text
-    FROM pit_pairs p
-    CROSS JOIN LATERAL (
-      SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
-      FROM feature_snapshots s
-      WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-        AND s.event_time <= p.min_t AND s.ingested_at <= p.k_min
-        AND s.event_time >= $1 AND s.event_time <= $2
-      ORDER BY s.event_time DESC, s.ingested_at DESC
-      LIMIT 1
-    ) a$q$ USING anchor_lo, anchor_hi;
+  EXECUTE anchors USING anchor_lo, anchor_hi + interval '1 microsecond';
   GET DIAGNOSTICS found_anchors = ROW_COUNT;
 
   IF found_anchors < pairs THEN
@@ -123,20 +126,7 @@ BEGIN
     span := lookback * 15;
     WHILE found_anchors < pairs AND step_hi > anchor_floor LOOP
       step_lo := CASE WHEN span IS NULL THEN anchor_floor ELSE greatest(anchor_floor, step_hi - span) END;
-      EXECUTE $q$
-        INSERT INTO pit_anchor (pair, event_time, ingested_at, value_num, value_text)
-        SELECT p.pair, a.event_time, a.ingested_at, a.value_num, a.value_text
-        FROM pit_pairs p
-        CROSS JOIN LATERAL (
-          SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
-          FROM feature_snapshots s
-          WHERE s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-            AND s.ingested_at <= p.k_min
-            AND s.event_time >= $1 AND s.event_time < $2
-          ORDER BY s.event_time DESC, s.ingested_at DESC
-          LIMIT 1
-        ) a
-        WHERE NOT EXISTS (SELECT 1 FROM pit_anchor x WHERE x.pair = p.pair)$q$ USING step_lo, step_hi;
+      EXECUTE anchors USING step_lo, step_hi;
       GET DIAGNOSTICS step_found = ROW_COUNT;
       found_anchors := found_anchors + step_found;
       step_hi := step_lo;
