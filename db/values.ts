@@ -220,7 +220,9 @@ export class ValueStaging {
           AS u(feature_id, entity_id, event_ms, value_num, value_text, first_ms)
       ), firsts AS (
         INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
-        SELECT feature_id, entity_id, timestamptz 'epoch' + first_ms * interval '1 millisecond' FROM u
+        SELECT feature_id, entity_id, first FROM (SELECT feature_id, entity_id, timestamptz 'epoch' + first_ms * interval '1 millisecond' AS first FROM u) n
+        -- keys whose first event stays as it is are left alone (an upsert would lock their rows)
+        WHERE NOT EXISTS (SELECT 1 FROM feature_first_events k WHERE k.feature_id = n.feature_id AND k.entity_id = n.entity_id AND k.first_event <= n.first)
         ORDER BY feature_id, entity_id
         ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
           WHERE EXCLUDED.first_event < f.first_event
@@ -256,8 +258,8 @@ export class ValueStaging {
     // before the online rows, as the fast path (one lock order for concurrent ingests)
     await this.tx`
       INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
-      SELECT feature_id, entity_id, min(event_time) FROM ingest_staging
-      GROUP BY feature_id, entity_id
+      SELECT feature_id, entity_id, first FROM (SELECT feature_id, entity_id, min(event_time) AS first FROM ingest_staging GROUP BY feature_id, entity_id) n
+      WHERE NOT EXISTS (SELECT 1 FROM feature_first_events k WHERE k.feature_id = n.feature_id AND k.entity_id = n.entity_id AND k.first_event <= n.first)
       ORDER BY feature_id, entity_id
       ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
         WHERE EXCLUDED.first_event < f.first_event`
