@@ -226,12 +226,7 @@ export async function closePointInTimeSession (conn: ReservedSql): Promise<void>
 
 /** Streams the candidates of one block into `sink`, in pair order. */
 export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink, clock?: TurnClock): Promise<void> {
-  if (spec.bounded) {
-    await conn`TRUNCATE pit_pairs, pit_anchor`
-    await conn`SELECT set_config('feature_store.pit_lookback_ms', ${String(Math.round(spec.bounded.lookbackMs))}, true)`
-  } else {
-    await conn`TRUNCATE pit_pairs`
-  }
+  await conn`TRUNCATE pit_pairs`
   // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t
   await conn`
     INSERT INTO pit_pairs (pair, feature_id, entity_id, is_text, min_t, max_t, k_min, k_max)
@@ -250,7 +245,7 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   // Bounded reads: the anchors are found beforehand (into pit_anchor) and the later candidates
   // come from the view pit_block_values (feature_snapshots within the block's time range), both
   // made by feature_store_pit_prepare (migrations/070) with the block's bounds as constants.
-  if (spec.bounded) await conn`SELECT feature_store_pit_prepare(${spec.mode === 'known'})`
+  if (spec.bounded) await conn`SELECT feature_store_pit_prepare(${spec.mode === 'known'}, ${spec.bounded.lookbackMs}::float8 * interval '1 millisecond')`
   const anchor = spec.bounded
     ? conn`SELECT x.event_time, x.ingested_at, x.value_num, x.value_text FROM pit_anchor x WHERE x.pair = p.pair LIMIT 1`
     : conn`

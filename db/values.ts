@@ -3,6 +3,7 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { Readable, Writable } from 'node:stream'
+import type postgres from 'postgres'
 import type { TxSql } from './connection.js'
 import { takeIngestStamp } from './knowledge.js'
 import { beginLoggedWrite, logWrites, WrittenRanges } from './write-log.js'
@@ -11,6 +12,8 @@ import type { FeatureDefinition } from '../src/domain/feature.js'
 import type { ValueRow } from '../src/domain/ingest-rows.js'
 
 export type { ValueRow }
+
+type Fragment = postgres.PendingQuery<postgres.Row[]>
 
 export interface CommitResult {
   /** The ingested_at stamp shared by every row of the transaction (RFC 3339, UTC, rounded up to the ms). */
@@ -219,13 +222,7 @@ export class ValueStaging {
                              ${rows.map((r) => r.num)}::float8[], ${rows.map((r) => r.text)}::text[], ${rows.map((r) => r.firstMs)}::int8[])
           AS u(feature_id, entity_id, event_ms, value_num, value_text, first_ms)
       ), firsts AS (
-        INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
-        SELECT feature_id, entity_id, first FROM (SELECT feature_id, entity_id, timestamptz 'epoch' + first_ms * interval '1 millisecond' AS first FROM u) n
-        -- keys whose first event stays as it is are left alone (an upsert would lock their rows)
-        WHERE NOT EXISTS (SELECT 1 FROM feature_first_events k WHERE k.feature_id = n.feature_id AND k.entity_id = n.entity_id AND k.first_event <= n.first)
-        ORDER BY feature_id, entity_id
-        ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
-          WHERE EXCLUDED.first_event < f.first_event
+        ${this.firstEventsUpsert(this.tx`SELECT feature_id, entity_id, timestamptz 'epoch' + first_ms * interval '1 millisecond' AS first FROM u`)}
       )
       INSERT INTO feature_online AS o (feature_id, entity_id, event_time, ingested_at, value_num, value_text)
       SELECT feature_id, entity_id, timestamptz 'epoch' + event_ms * interval '1 millisecond', ${stamp}::text::timestamptz, value_num, value_text
@@ -237,6 +234,21 @@ export class ValueStaging {
             value_num = EXCLUDED.value_num, value_text = EXCLUDED.value_text
         WHERE (EXCLUDED.event_time, EXCLUDED.ingested_at) >= (o.event_time, o.ingested_at)
       ${listKeys ? this.tx`RETURNING o.feature_id, o.entity_id` : this.tx``}`
+  }
+
+  /**
+   * Moves each key's earliest event time back to `firsts` (rows of feature_id, entity_id, first)
+   * where that is earlier. Keys whose first event stays as it is are left alone (an upsert would
+   * lock their rows); key order, as the online rows, so that concurrent ingests lock in one order.
+   */
+  private firstEventsUpsert (firsts: Fragment): Fragment {
+    return this.tx`
+      INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
+      SELECT feature_id, entity_id, first FROM (${firsts}) n
+      WHERE NOT EXISTS (SELECT 1 FROM feature_first_events k WHERE k.feature_id = n.feature_id AND k.entity_id = n.entity_id AND k.first_event <= n.first)
+      ORDER BY feature_id, entity_id
+      ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
+        WHERE EXCLUDED.first_event < f.first_event`
   }
 
   /**
@@ -256,13 +268,7 @@ export class ValueStaging {
       FROM ingest_staging
       ORDER BY feature_id, entity_id, event_time, ord DESC`
     // before the online rows, as the fast path (one lock order for concurrent ingests)
-    await this.tx`
-      INSERT INTO feature_first_events AS f (feature_id, entity_id, first_event)
-      SELECT feature_id, entity_id, first FROM (SELECT feature_id, entity_id, min(event_time) AS first FROM ingest_staging GROUP BY feature_id, entity_id) n
-      WHERE NOT EXISTS (SELECT 1 FROM feature_first_events k WHERE k.feature_id = n.feature_id AND k.entity_id = n.entity_id AND k.first_event <= n.first)
-      ORDER BY feature_id, entity_id
-      ON CONFLICT (feature_id, entity_id) DO UPDATE SET first_event = EXCLUDED.first_event
-        WHERE EXCLUDED.first_event < f.first_event`
+    await this.firstEventsUpsert(this.tx`SELECT feature_id, entity_id, min(event_time) AS first FROM ingest_staging GROUP BY feature_id, entity_id`)
     const changed = await this.tx<{ feature_id: number, entity_id: string }[]>`
       INSERT INTO feature_online AS o (feature_id, entity_id, event_time, ingested_at, value_num, value_text)
       SELECT feature_id, entity_id, event_time, ${stamp}::text::timestamptz, value_num, value_text

@@ -9,7 +9,7 @@
 -- before a block's COPY, plans only the chunks the block can touch:
 --
 -- 1. anchors within the lookback: event_time from the block's smallest T minus the lookback
---    (setting feature_store.pit_lookback_ms) up to the block's greatest smallest-T;
+--    (the argument) up to the block's greatest smallest-T;
 -- 2. anchors of the pairs still without one whose first value (feature_first_events) is older
 --    than that: first over the next 15 lookbacks, then down to the oldest of those first
 --    values (and not below the first value of the writes known at the anchors' cutoffs, from
@@ -30,8 +30,8 @@
 --
 -- While feature_untracked_writes says that writes bypassed the ingest path (direct SQL), neither
 -- feature_first_events nor the write log is trusted, and the older reads have no lower bound.
--- The anchors go to the session's temporary table pit_anchor (made with pit_pairs, emptied by
--- the caller per block). The temporary tables are only named in dynamic statements, so no plan
+-- The anchors go to the session's temporary table pit_anchor (made with pit_pairs, emptied
+-- here for each block). The temporary tables are only named in dynamic statements, so no plan
 -- of this function outlives them.
 
 -- The earliest event_time stored per (feature, entity), kept by the ingest path in the same
@@ -49,10 +49,9 @@ SELECT feature_id, entity_id, min(event_time) FROM feature_snapshots GROUP BY fe
 -- "known" reads look up the writes between two cutoffs
 CREATE INDEX feature_write_log_ingested_idx ON feature_write_log (feature_id, ingested_at);
 
-CREATE FUNCTION feature_store_pit_prepare(known boolean) RETURNS void
+CREATE FUNCTION feature_store_pit_prepare(known boolean, lookback interval) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
-  lookback interval := coalesce(nullif(current_setting('feature_store.pit_lookback_ms', true), ''), '604800000')::int8 * interval '1 millisecond';
   feats int4[];
   lo timestamptz;          -- the block's smallest T
   anchor_hi timestamptz;   -- the greatest smallest-T of a pair: no anchor is later
@@ -87,6 +86,7 @@ DECLARE
     ) a
     WHERE NOT EXISTS (SELECT 1 FROM pit_anchor x WHERE x.pair = p.pair)$q$;
 BEGIN
+  EXECUTE 'TRUNCATE pit_anchor';
   EXECUTE 'SELECT min(min_t), max(min_t), max(max_t), min(k_min), max(k_min), max(k_max), count(*) FROM pit_pairs'
     INTO lo, anchor_hi, hi, kmin_lo, kmin_hi, kmax_hi, pairs;
   IF pairs = 0 THEN
