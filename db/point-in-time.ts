@@ -79,7 +79,11 @@ const reservedByJoins = new WeakMap<Sql, number>()
  * connection opens a REPEATABLE READ transaction and exports its snapshot
  * (pg_export_snapshot()); every other one opens its own REPEATABLE READ transaction and
  * imports that snapshot (SET TRANSACTION SNAPSHOT) before any query, so every session sees
- * exactly the same rows. Each session has its own temporary table of pairs (unless
+ * exactly the same rows. Every session holds ROW SHARE on feature_snapshots (and its chunks)
+ * for its transaction, the first from before the snapshot (lockAgainstChunkRewrites: TimescaleDB
+ * must not mark a chunk fully compressed under a snapshot that still needs its other rows); an
+ * extra session that cannot have it within JOIN_LOCK_TIMEOUT_MS is left out. Each session has
+ * its own temporary table of pairs (unless
  * `pairsTable: false`: drift checks make their own tables): made once per connection, before
  * the transaction, and kept for the connection's next sessions (its rows go with each
  * transaction). Creating it in every transaction cost ~3-4 ms of catalog writes per request
@@ -98,11 +102,12 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
   const held = (): number => reservedByJoins.get(sql) ?? 0
   const track = (n: number): void => { reservedByJoins.set(sql, held() + n) }
   let extras: Array<Promise<ReservedSql>> = []
+  const left = new Set<ReservedSql>()
   try {
     const first = await reserve(sql, track)
     sessions.push(first)
     await setUp(first)
-    await first`BEGIN ISOLATION LEVEL REPEATABLE READ`
+    await beginGuarded(first)
     const poolMax = (sql.options as { max?: number }).max ?? 10
     const extra = Math.min(count - 1, Math.max(0, poolMax - 2 - held()))
     if (extra > 0) {
@@ -121,20 +126,72 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
         await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
         // SET takes no parameters; the id comes from the server and was checked above
         await conn.unsafe(`SET TRANSACTION SNAPSHOT '${id}'`)
+        await conn`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`
+        // the first session's guard covers the time up to here; from here on each session is
+        // its own guard. A wait for it may close a cycle through the first session (a job's
+        // exclusive request queued between them): that session is left out
+        try {
+          await lockAgainstChunkRewrites(conn)
+        } catch (err) {
+          if (!isLockTimeout(err) && !isDeadlock(err)) throw err
+          sessions.splice(sessions.indexOf(conn), 1)
+          left.add(conn)
+          await closePointInTimeSession(conn)
+        }
       }
     }
-    if (sessions.length > 1) {
-      await Promise.all(sessions.map(async (s) => s`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`))
-    }
+    // (a join left with its first session alone never had the timeout: it waits freely)
+    if (sessions.length > 1) await first`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`
   } catch (err) {
     // every connection reserved so far, including extras not yet set up, goes back
     for (const r of await Promise.allSettled(extras)) {
-      if (r.status === 'fulfilled' && !sessions.includes(r.value)) sessions.push(r.value)
+      if (r.status === 'fulfilled' && !sessions.includes(r.value) && !left.has(r.value)) sessions.push(r.value)
     }
     await Promise.all(sessions.map(async (s) => closePointInTimeSession(s)))
     throw err
   }
   return sessions
+}
+
+/**
+ * Opens the first session's REPEATABLE READ transaction with the guard against chunk rewrites
+ * taken before its snapshot (LOCK takes none; the snapshot is the transaction's first query's).
+ * A deadlock there (a job compressing several chunks in one transaction, one of which this
+ * session already holds) is retried from the start: nothing was read yet.
+ */
+async function beginGuarded (conn: ReservedSql): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
+    try {
+      await lockAgainstChunkRewrites(conn)
+      return
+    } catch (err) {
+      await conn`ROLLBACK`
+      if (!isDeadlock(err) || attempt === 3) throw err
+    }
+  }
+}
+
+/**
+ * ROW SHARE on feature_snapshots and, on a hypertable, on each of its chunks, held to the end of
+ * the session's transaction. TimescaleDB decides at planning, from its catalog as it is now and
+ * not as the session's snapshot saw it, whether a chunk still has rows outside its compressed
+ * part; recompressing a chunk that took backfills moves those rows into new compressed batches
+ * (invisible to an older snapshot) and then marks the chunk fully compressed, so a read planned
+ * after that mark skips rows the snapshot should see (they vanished from training sets read
+ * across the recompression). The mark and a first compression need an EXCLUSIVE lock on the
+ * chunk, which ROW SHARE holds off: recompression still runs and marks the chunk at its next
+ * run; a compression waits for the transaction. Ingestion (ROW EXCLUSIVE) and reads are not
+ * blocked. On a plain table (postgres mode) it is one lock that nothing of the service's
+ * conflicts with.
+ */
+async function lockAgainstChunkRewrites (conn: ReservedSql): Promise<void> {
+  await conn`LOCK TABLE feature_snapshots IN ROW SHARE MODE`
+}
+
+/** Whether a statement was chosen as the victim of a deadlock (40P01). */
+function isDeadlock (err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '40P01'
 }
 
 /**

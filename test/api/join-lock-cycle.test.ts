@@ -12,9 +12,11 @@ import { joinPointInTime, resolveFeatures } from '../../src/services/training-se
 
 /**
  * A join read on two sessions of one snapshot must not hang when a third party's exclusive
- * lock request (TimescaleDB compressing a chunk; here LOCK TABLE) queues behind a read lock
- * that session A holds while A waits for the service, and session B's read lock request
- * queues behind that request. PostgreSQL sees no deadlock (A waits for its client, not for a
+ * lock request queues behind a read lock that session A holds while A waits for the service,
+ * and session B's read lock request queues behind that request. The sessions hold ROW SHARE on
+ * feature_snapshots itself from their start (db/point-in-time.ts lockAgainstChunkRewrites), so
+ * their later read locks on the table pass such a queue; the read locks on its indexes (and on
+ * chunks made later) do not: here a REINDEX of the primary key, which reads use. PostgreSQL sees no deadlock (A waits for its client, not for a
  * lock); the service breaks the cycle: B gives up after JOIN_LOCK_TIMEOUT_MS, is rolled back,
  * and the work goes on with fewer sessions. Same answers as without the interference.
  */
@@ -32,8 +34,9 @@ async function seed (sql: Sql): Promise<number> {
 }
 
 /**
- * Another client asks for an ACCESS EXCLUSIVE lock on feature_snapshots; resolves once the
- * request waits in the lock queue. `release()` ends its transaction (after it got the lock).
+ * Another client asks for an ACCESS EXCLUSIVE lock on the primary key of feature_snapshots
+ * (REINDEX); resolves once the request waits in the lock queue. `release()` ends its
+ * transaction (after the reindex).
  */
 async function queueExclusiveLock (t: Test, url: string): Promise<{ granted: Promise<void>, release: () => Promise<void> }> {
   const other = connect(url, { max: 1 })
@@ -42,7 +45,7 @@ async function queueExclusiveLock (t: Test, url: string): Promise<{ granted: Pro
   const conn = await other.reserve()
   const [{ pid }] = await conn<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`
   await conn`BEGIN`
-  const granted = conn`LOCK TABLE feature_snapshots IN ACCESS EXCLUSIVE MODE`.then(() => {})
+  const granted = conn`REINDEX INDEX feature_snapshots_pkey`.then(() => {})
   granted.catch(() => {})
   for (let i = 0; ; i++) {
     const [{ waiting }] = await watcher<Array<{ waiting: boolean }>>`
@@ -149,15 +152,15 @@ t.test('drift check on two sessions: again on one session, same summary', async 
 })
 
 /**
- * Another client holds an ACCESS EXCLUSIVE lock on feature_snapshots (granted at once) until
- * `release()`.
+ * Another client holds an ACCESS EXCLUSIVE lock on the primary key of feature_snapshots (a
+ * REINDEX in a transaction; granted at once: nothing has read the index yet) until `release()`.
  */
 async function holdExclusiveLock (t: Test, url: string): Promise<{ release: () => Promise<void> }> {
   const other = connect(url, { max: 1 })
   t.teardown(async () => { await other.end({ timeout: 1 }) })
   const conn = await other.reserve()
   await conn`BEGIN`
-  await conn`LOCK TABLE feature_snapshots IN ACCESS EXCLUSIVE MODE`
+  await conn`REINDEX INDEX feature_snapshots_pkey`
   let released = false
   return { release: async () => { if (released) return; released = true; await conn`COMMIT`; conn.release() } }
 }

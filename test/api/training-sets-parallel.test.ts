@@ -1,7 +1,8 @@
 import t from 'tap'
 import { buildTestApp } from '../lib/helper.js'
 import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
-import { closePointInTimeSession, openPointInTimeSessions } from '../../db/point-in-time.js'
+import { closePointInTimeSession, JOIN_LOCK_TIMEOUT_MS, openPointInTimeSessions } from '../../db/point-in-time.js'
+import { connect } from '../../db/connection.js'
 import type { Sql } from '../../db/connection.js'
 import type { AnsweredRows } from '../../src/domain/training-output.js'
 import { joinPointInTime, resolveFeatures, type TrainingSetService } from '../../src/services/training-sets.js'
@@ -192,4 +193,51 @@ t.test('a failing block fails the join cleanly and releases both connections', a
   const res = await app.inject({ method: 'POST', url: '/v1/training-sets', headers: { accept: 'text/csv' }, payload: { features: ['price', 'label'], entity_rows: entityRows } })
   t.equal(res.statusCode, 200)
   t.equal(res0Lines(res.body), 61)
+})
+
+t.test('every session holds ROW SHARE on the values; an extra that cannot have it in time is left out', async (t) => {
+  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 4 } })
+  await seed(sql)
+  const rowShareHolders = async (): Promise<number[]> => (await sql<Array<{ pid: number }>>`
+    SELECT l.pid FROM pg_locks l WHERE l.relation = 'feature_snapshots'::regclass AND l.mode = 'RowShareLock' AND l.granted ORDER BY 1`).map((r) => r.pid)
+  const pids = async (sessions: Awaited<ReturnType<typeof openPointInTimeSessions>>): Promise<number[]> =>
+    (await Promise.all(sessions.map(async (s) => (await s<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`)[0].pid))).sort((a, b) => a - b)
+
+  const sessions = await openPointInTimeSessions(sql, 2)
+  t.equal(sessions.length, 2)
+  t.same(await rowShareHolders(), await pids(sessions), 'both sessions hold it')
+  await Promise.all(sessions.map(closePointInTimeSession))
+  t.same(await rowShareHolders(), [], 'released with the sessions')
+
+  // The extra session's connection comes only once the test gives one back, after another
+  // client's EXCLUSIVE request queued behind the first session: the extra's ROW SHARE request
+  // would wait behind it while the first session waits for the extra (a cycle PostgreSQL does
+  // not see). It gives up after JOIN_LOCK_TIMEOUT_MS; the join goes on with its first session.
+  const busy = await Promise.all([sql.reserve(), sql.reserve(), sql.reserve()])
+  const other = connect(url, { max: 2 })
+  t.teardown(async () => { await other.end({ timeout: 1 }) })
+  const exclusive = await other.reserve()
+  const opening = openPointInTimeSessions(sql, 2)
+  while ((await other<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'feature_snapshots'::regclass AND mode = 'RowShareLock' AND granted`)[0].n === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await exclusive`BEGIN`
+  const granted = exclusive`LOCK TABLE feature_snapshots IN EXCLUSIVE MODE`.then(() => {})
+  granted.catch(() => {})
+  while ((await other<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'feature_snapshots'::regclass AND mode = 'ExclusiveLock' AND NOT granted`)[0].n === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  busy[0].release()
+  const started = Date.now()
+  const alone = await opening
+  t.equal(alone.length, 1, 'the extra session was left out')
+  t.ok(Date.now() - started >= JOIN_LOCK_TIMEOUT_MS * 0.9, 'after its lock timeout')
+  const [{ n }] = await alone[0]<Array<{ n: number }>>`SELECT count(*)::int AS n FROM feature_snapshots`
+  t.ok(n > 0, 'the first session reads on')
+  await closePointInTimeSession(alone[0])
+  await granted
+  await exclusive`COMMIT`
+  exclusive.release()
+  for (const conn of busy.slice(1)) conn.release()
+  t.equal(await transactionsOpen(sql), 0, 'no transaction left open')
 })
