@@ -3,6 +3,7 @@ import type { Test } from 'tap'
 import { buildTestApp } from '../lib/helper.js'
 import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
 import { connect, type Sql } from '../../db/connection.js'
+import type { ReservedSql } from '../../db/point-in-time.js'
 import { JOIN_LOCK_TIMEOUT_MS } from '../../db/point-in-time.js'
 import { driftSummary, type SampleSpec } from '../../db/drift.js'
 import { soundCutoff } from '../../db/knowledge.js'
@@ -16,7 +17,8 @@ import { joinPointInTime, resolveFeatures } from '../../src/services/training-se
  * and session B's read lock request queues behind that request. The sessions hold ROW SHARE on
  * feature_snapshots itself from their start (db/point-in-time.ts lockAgainstChunkRewrites), so
  * their later read locks on the table pass such a queue; the read locks on its indexes (and on
- * chunks made later) do not: here a REINDEX of the primary key, which reads use. PostgreSQL sees no deadlock (A waits for its client, not for a
+ * chunks made later) do not: here a REINDEX of the primary key, which reads use (on a
+ * hypertable, of the first chunk's indexes: TimescaleDB does not reindex a hypertable's index). PostgreSQL sees no deadlock (A waits for its client, not for a
  * lock); the service breaks the cycle: B gives up after JOIN_LOCK_TIMEOUT_MS, is rolled back,
  * and the work goes on with fewer sessions. Same answers as without the interference.
  */
@@ -34,18 +36,32 @@ async function seed (sql: Sql): Promise<number> {
 }
 
 /**
+ * REINDEX of the values' primary key; on a hypertable, of the indexes of the chunk holding
+ * `atMs` (reads plan only the chunks of their time range there).
+ */
+async function reindexValues (conn: Sql | ReservedSql, atMs: number): Promise<void> {
+  const [{ hypertable }] = await conn<Array<{ hypertable: boolean }>>`
+    SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'feature_snapshots'::regclass) AS hypertable`
+  if (!hypertable) { await conn`REINDEX INDEX feature_snapshots_pkey`; return }
+  const [{ chunk }] = await conn<Array<{ chunk: string }>>`
+    SELECT chunk_schema || '.' || chunk_name AS chunk FROM timescaledb_information.chunks
+    WHERE hypertable_name = 'feature_snapshots' AND range_start <= ${new Date(atMs)} AND range_end > ${new Date(atMs)}`
+  await conn`REINDEX TABLE ${conn(chunk)}`
+}
+
+/**
  * Another client asks for an ACCESS EXCLUSIVE lock on the primary key of feature_snapshots
  * (REINDEX); resolves once the request waits in the lock queue. `release()` ends its
  * transaction (after the reindex).
  */
-async function queueExclusiveLock (t: Test, url: string): Promise<{ granted: Promise<void>, release: () => Promise<void> }> {
+async function queueExclusiveLock (t: Test, url: string, atMs = T0): Promise<{ granted: Promise<void>, release: () => Promise<void> }> {
   const other = connect(url, { max: 1 })
   const watcher = connect(url, { max: 1 })
   t.teardown(async () => { await other.end({ timeout: 1 }); await watcher.end({ timeout: 1 }) })
   const conn = await other.reserve()
   const [{ pid }] = await conn<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`
   await conn`BEGIN`
-  const granted = conn`REINDEX INDEX feature_snapshots_pkey`.then(() => {})
+  const granted = reindexValues(conn, atMs)
   granted.catch(() => {})
   for (let i = 0; ; i++) {
     const [{ waiting }] = await watcher<Array<{ waiting: boolean }>>`
@@ -139,7 +155,7 @@ t.test('drift check on two sessions: again on one session, same summary', async 
     beforeParts: async () => {
       if (staged !== undefined) return
       // the first session holds its read lock (the probe read the values)
-      staged = await queueExclusiveLock(t, url)
+      staged = await queueExclusiveLock(t, url, T0 + 200 * H)
       // the holder of the exclusive lock lets go soon after it gets it (when the check rolls back)
       released = staged.granted.then(async () => { await new Promise((resolve) => setTimeout(resolve, 100)); await staged!.release() })
     },
@@ -160,7 +176,7 @@ async function holdExclusiveLock (t: Test, url: string): Promise<{ release: () =
   t.teardown(async () => { await other.end({ timeout: 1 }) })
   const conn = await other.reserve()
   await conn`BEGIN`
-  await conn`REINDEX INDEX feature_snapshots_pkey`
+  await reindexValues(conn, T0)
   let released = false
   return { release: async () => { if (released) return; released = true; await conn`COMMIT`; conn.release() } }
 }
