@@ -180,9 +180,9 @@ async function beginGuarded (conn: ReservedSql): Promise<void> {
  * (invisible to an older snapshot) and then marks the chunk fully compressed, so a read planned
  * after that mark skips rows the snapshot should see (they vanished from training sets read
  * across the recompression). The mark and a first compression need an EXCLUSIVE lock on the
- * chunk, which ROW SHARE holds off: recompression still runs and marks the chunk at its next
- * run; a compression waits for the transaction. Ingestion (ROW EXCLUSIVE) and reads are not
- * blocked. On a plain table (postgres mode) it is one lock that nothing of the service's
+ * chunk, which ROW SHARE holds off: a recompression under a read is rolled back after
+ * TimescaleDB's wait for the mark (5 s) and redone at the policy's next run; a first
+ * compression waits for the transaction. Ingestion (ROW EXCLUSIVE) and reads are not blocked. On a plain table (postgres mode) it is one lock that nothing of the service's
  * conflicts with.
  */
 async function lockAgainstChunkRewrites (conn: ReservedSql): Promise<void> {
