@@ -107,7 +107,9 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
     const first = await reserve(sql, track)
     sessions.push(first)
     await setUp(first)
-    await beginGuarded(first)
+    await first`BEGIN ISOLATION LEVEL REPEATABLE READ`
+    // before the snapshot, which the transaction's first query takes (LOCK takes none)
+    await lockAgainstChunkRewrites(first)
     const poolMax = (sql.options as { max?: number }).max ?? 10
     const extra = Math.min(count - 1, Math.max(0, poolMax - 2 - held()))
     if (extra > 0) {
@@ -126,7 +128,7 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
         await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
         // SET takes no parameters; the id comes from the server and was checked above
         await conn.unsafe(`SET TRANSACTION SNAPSHOT '${id}'`)
-        await conn`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`
+        await setJoinLockTimeout(conn)
         // the first session's guard covers the time up to here; from here on each session is
         // its own guard. A wait for it may close a cycle through the first session (a job's
         // exclusive request queued between them): that session is left out
@@ -141,7 +143,7 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
       }
     }
     // (a join left with its first session alone never had the timeout: it waits freely)
-    if (sessions.length > 1) await first`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`
+    if (sessions.length > 1) await setJoinLockTimeout(first)
   } catch (err) {
     // every connection reserved so far, including extras not yet set up, goes back
     for (const r of await Promise.allSettled(extras)) {
@@ -154,25 +156,6 @@ export async function openPointInTimeSessions (sql: Sql, count: number, opts: { 
 }
 
 /**
- * Opens the first session's REPEATABLE READ transaction with the guard against chunk rewrites
- * taken before its snapshot (LOCK takes none; the snapshot is the transaction's first query's).
- * A deadlock there (a job compressing several chunks in one transaction, one of which this
- * session already holds) is retried from the start: nothing was read yet.
- */
-async function beginGuarded (conn: ReservedSql): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    await conn`BEGIN ISOLATION LEVEL REPEATABLE READ`
-    try {
-      await lockAgainstChunkRewrites(conn)
-      return
-    } catch (err) {
-      await conn`ROLLBACK`
-      if (!isDeadlock(err) || attempt === 3) throw err
-    }
-  }
-}
-
-/**
  * ROW SHARE on feature_snapshots and, on a hypertable, on each of its chunks, held to the end of
  * the session's transaction. TimescaleDB decides at planning, from its catalog as it is now and
  * not as the session's snapshot saw it, whether a chunk still has rows outside its compressed
@@ -182,11 +165,17 @@ async function beginGuarded (conn: ReservedSql): Promise<void> {
  * across the recompression). The mark and a first compression need an EXCLUSIVE lock on the
  * chunk, which ROW SHARE holds off: a recompression under a read is rolled back after
  * TimescaleDB's wait for the mark (5 s) and redone at the policy's next run; a first
- * compression waits for the transaction. Ingestion (ROW EXCLUSIVE) and reads are not blocked. On a plain table (postgres mode) it is one lock that nothing of the service's
- * conflicts with.
+ * compression waits for the transaction. Ingestion (ROW EXCLUSIVE) and reads are not blocked.
+ * On a plain table (postgres mode) it is one lock that nothing of the service's conflicts with.
+ * A lock timeout or a deadlock here is the 503 of any other lock wait (src/plugins/errors.ts).
  */
 async function lockAgainstChunkRewrites (conn: ReservedSql): Promise<void> {
   await conn`LOCK TABLE feature_snapshots IN ROW SHARE MODE`
+}
+
+/** The join's lock timeout for the rest of the session's transaction (see JOIN_LOCK_TIMEOUT_MS). */
+async function setJoinLockTimeout (conn: ReservedSql): Promise<void> {
+  await conn`SELECT set_config('lock_timeout', ${`${JOIN_LOCK_TIMEOUT_MS}ms`}, true)`
 }
 
 /** Whether a statement was chosen as the victim of a deadlock (40P01). */

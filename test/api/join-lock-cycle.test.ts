@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { buildTestApp } from '../lib/helper.js'
+import { buildTestApp, pauseTimescaleJobs } from '../lib/helper.js'
 import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
 import { connect, type Sql } from '../../db/connection.js'
 import type { ReservedSql } from '../../db/point-in-time.js'
@@ -18,7 +18,8 @@ import { joinPointInTime, resolveFeatures } from '../../src/services/training-se
  * feature_snapshots itself from their start (db/point-in-time.ts lockAgainstChunkRewrites), so
  * their later read locks on the table pass such a queue; the read locks on its indexes (and on
  * chunks made later) do not: here a REINDEX of the primary key, which reads use (on a
- * hypertable, of the first chunk's indexes: TimescaleDB does not reindex a hypertable's index). PostgreSQL sees no deadlock (A waits for its client, not for a
+ * hypertable, of a chunk's indexes: TimescaleDB does not reindex a hypertable's index; its own
+ * jobs are paused, whose waits for the sessions would queue the REINDEX too). PostgreSQL sees no deadlock (A waits for its client, not for a
  * lock); the service breaks the cycle: B gives up after JOIN_LOCK_TIMEOUT_MS, is rolled back,
  * and the work goes on with fewer sessions. Same answers as without the interference.
  */
@@ -81,7 +82,9 @@ function rowsOf (blocks: BlockAnswers[]): unknown[] {
 }
 
 t.test('training set on two sessions: the blocked session is rolled back, its block read on the other', async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   await seed(sql)
   const features = await resolveFeatures(sql, ['price'], '/features')
   const k = await soundCutoff(sql)
@@ -113,7 +116,9 @@ t.test('training set on two sessions: the blocked session is rolled back, its bl
 })
 
 t.test('training set on three sessions: two blocked sessions are retired in turn, the third reads on', async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 8 } })
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 8 } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   await seed(sql)
   const features = await resolveFeatures(sql, ['price'], '/features')
   const k = await soundCutoff(sql)
@@ -141,7 +146,9 @@ t.test('training set on three sessions: two blocked sessions are retired in turn
 })
 
 t.test('drift check on two sessions: again on one session, same summary', async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   const f = await seed(sql)
   const k = await soundCutoff(sql)
   const window = (fromMs: number, toMs: number): SampleSpec => ({ kind: 'window', featureId: f, fromMs, toMs, cutoffMs: k })
@@ -182,7 +189,9 @@ async function holdExclusiveLock (t: Test, url: string): Promise<{ release: () =
 }
 
 t.test('training set on two sessions: a wait outlasting the lock timeout on every session ends on the last one, which waits it out', async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 6 } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   await seed(sql)
   const features = await resolveFeatures(sql, ['price'], '/features')
   const k = await soundCutoff(sql)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp } from '../lib/helper.js'
+import { buildTestApp, pauseTimescaleJobs, until } from '../lib/helper.js'
 import { appendValues, insertDefinition, transactionsOpen, type RawValue } from '../lib/fixtures.js'
 import { closePointInTimeSession, JOIN_LOCK_TIMEOUT_MS, openPointInTimeSessions } from '../../db/point-in-time.js'
 import { connect } from '../../db/connection.js'
@@ -58,6 +58,8 @@ for (const pointInTime of ['event', 'known'] as const) {
   t.test(`${pointInTime}: two read connections answer exactly as one, on one snapshot, while writes commit`, async (t) => {
     const two = await buildTestApp(t, { config: { TRAINING_BLOCK_ROWS: 5, TRAINING_READ_CONNECTIONS: 2 } })
     const one = await buildTestApp(t, { url: two.url, config: { TRAINING_BLOCK_ROWS: 5, TRAINING_READ_CONNECTIONS: 1 } })
+    // the writes between blocks must not queue behind a compression waiting for the join
+    await pauseTimescaleJobs(two)
     await seed(two.sql)
     const sql = two.sql
     const [{ id: priceId }] = await sql<Array<{ id: number }>>`SELECT id FROM feature_definitions WHERE name = 'price'`
@@ -93,12 +95,10 @@ for (const pointInTime of ['event', 'known'] as const) {
 }
 
 t.test('the sessions of a join share one exported snapshot', async (t) => {
-  const { sql, db } = await buildTestApp(t)
-  if (db.storageMode === 'timescaledb') {
-    // TimescaleDB's own jobs (e.g. compressing the 2023 chunk) can wait for the sessions' locks, and
-    // writes into those chunks queue behind them: paused, so the writer below keeps committing
-    await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000`
-  }
+  const ctx = await buildTestApp(t)
+  const { sql } = ctx
+  // so that the writer below keeps committing while the sessions are open
+  await pauseTimescaleJobs(ctx)
   const price = await insertDefinition(sql, { name: 'price' })
   await appendValues(sql, [{ featureId: price, entityId: 'A', eventTimeMs: T0, num: 1 }])
   // a writer committing all the time while the sessions are open; the test never waits for a
@@ -196,10 +196,16 @@ t.test('a failing block fails the join cleanly and releases both connections', a
 })
 
 t.test('every session holds ROW SHARE on the values; an extra that cannot have it in time is left out', async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { DB_POOL_MAX: 4 } })
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 4 } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   await seed(sql)
-  const rowShareHolders = async (): Promise<number[]> => (await sql<Array<{ pid: number }>>`
-    SELECT l.pid FROM pg_locks l WHERE l.relation = 'feature_snapshots'::regclass AND l.mode = 'RowShareLock' AND l.granted ORDER BY 1`).map((r) => r.pid)
+  const watcher = connect(url, { max: 1 })
+  t.teardown(async () => { await watcher.end({ timeout: 1 }) })
+  /** Backends holding (or waiting for) `mode` on feature_snapshots. */
+  const lockers = async (mode: string, granted = true): Promise<number[]> => (await watcher<Array<{ pid: number }>>`
+    SELECT l.pid FROM pg_locks l WHERE l.relation = 'feature_snapshots'::regclass AND l.mode = ${mode} AND l.granted = ${granted} ORDER BY 1`).map((r) => r.pid)
+  const rowShareHolders = async (): Promise<number[]> => lockers('RowShareLock')
   const pids = async (sessions: Awaited<ReturnType<typeof openPointInTimeSessions>>): Promise<number[]> =>
     (await Promise.all(sessions.map(async (s) => (await s<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`)[0].pid))).sort((a, b) => a - b)
 
@@ -214,19 +220,15 @@ t.test('every session holds ROW SHARE on the values; an extra that cannot have i
   // would wait behind it while the first session waits for the extra (a cycle PostgreSQL does
   // not see). It gives up after JOIN_LOCK_TIMEOUT_MS; the join goes on with its first session.
   const busy = await Promise.all([sql.reserve(), sql.reserve(), sql.reserve()])
-  const other = connect(url, { max: 2 })
+  const other = connect(url, { max: 1 })
   t.teardown(async () => { await other.end({ timeout: 1 }) })
   const exclusive = await other.reserve()
   const opening = openPointInTimeSessions(sql, 2)
-  while ((await other<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'feature_snapshots'::regclass AND mode = 'RowShareLock' AND granted`)[0].n === 0) {
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
+  if (!await until(async () => (await rowShareHolders()).length > 0, 10_000, 5)) throw new Error('the first session never took its lock')
   await exclusive`BEGIN`
   const granted = exclusive`LOCK TABLE feature_snapshots IN EXCLUSIVE MODE`.then(() => {})
   granted.catch(() => {})
-  while ((await other<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'feature_snapshots'::regclass AND mode = 'ExclusiveLock' AND NOT granted`)[0].n === 0) {
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
+  if (!await until(async () => (await lockers('ExclusiveLock', false)).length > 0, 10_000, 5)) throw new Error('the EXCLUSIVE request never queued')
   busy[0].release()
   const started = Date.now()
   const alone = await opening

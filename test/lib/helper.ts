@@ -66,6 +66,18 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
 /** Path of the shared real data, or undefined (tests then skip with a message). */
 export { sharedDataDir } from './shared-data.js'
 
+/**
+ * TimescaleDB mode: pauses the database's background jobs (compression, retention, aggregate
+ * refreshes); a no-op in postgres mode. For tests that write values, or take locks, while they
+ * hold a join's sessions open: a job's first compression of a chunk waits for the sessions'
+ * ROW SHARE locks, the test's writes into that chunk queue behind the job, and the join waits
+ * for the test. Call it before the test writes its first values.
+ */
+export async function pauseTimescaleJobs (ctx: Pick<TestContext, 'sql' | 'db'>): Promise<void> {
+  if (ctx.db.storageMode !== 'timescaledb') return
+  await ctx.sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000`
+}
+
 /** Polls `what` every `everyMs` until it holds (true) or `ms` pass (false). */
 export async function until (what: () => Promise<boolean>, ms = 10_000, everyMs = 50): Promise<boolean> {
   const end = Date.now() + ms
