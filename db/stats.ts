@@ -167,24 +167,37 @@ const AGGREGATE_POLICIES = [
   { view: VIEWS.drift, endOffset: '1 day' },
 ] as const
 
-export interface PolicyChange { view: string, action: 'added' | 'rescheduled' }
+export interface PolicyChange { view: string, action: 'added' | 'rescheduled' | 'reordered' }
 
 /**
  * Adds the refresh policy of every continuous aggregate (whole history up to end_offset, every
  * `scheduleSeconds`) when missing, and reschedules it when the interval changed. Idempotent;
  * aggregates that do not exist (yet) are skipped.
+ *
+ * Oldest buckets first. TimescaleDB (2.21 on) refreshes a long window in batches of buckets,
+ * each its own transaction, newest batch first by default, and after each batch moves the
+ * aggregate's watermark to the newest bucket materialized. Real-time aggregation answers from
+ * the materialized buckets below the watermark and aggregates live above it, so between the
+ * batches of a newest-first refresh the buckets older than the first batch are in neither part:
+ * after a bulk load or a conversion, the statistics answered only the last few buckets until the
+ * refresh ended (seconds to minutes), and the daily aggregate, then built on the hourly one,
+ * materialized its days from that partial hourly answer. Oldest first, the watermark never
+ * passes a bucket that is not materialized. Versions without batching have no such setting.
  */
 export async function ensureAggregatePolicies (sql: Sql, scheduleSeconds: number): Promise<PolicyChange[]> {
   const changes: PolicyChange[] = []
   await sql.begin(async (tx) => {
     // the same lock as the storage policies: concurrent starts do not race
     await tx`SELECT pg_advisory_xact_lock(7305060)`
+    const [{ batched }] = await tx<{ batched: boolean }[]>`
+      SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy' AND 'refresh_newest_first' = ANY (proargnames)) AS batched`
     for (const p of AGGREGATE_POLICIES) {
       const [cagg] = await tx<{ exists: boolean }[]>`
         SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'public' AND view_name = ${p.view}) AS exists`
       if (!cagg.exists) continue
-      const [job] = await tx<{ job_id: number, same: boolean }[]>`
-        SELECT j.job_id, j.schedule_interval = make_interval(secs => ${scheduleSeconds}) AS same
+      const [job] = await tx<{ job_id: number, same: boolean, oldest_first: boolean }[]>`
+        SELECT j.job_id, j.schedule_interval = make_interval(secs => ${scheduleSeconds}) AS same,
+               coalesce(j.config->'refresh_newest_first' = 'false'::jsonb, false) AS oldest_first
         FROM timescaledb_information.jobs j
         JOIN timescaledb_information.continuous_aggregates ca
           -- recent versions name the aggregate itself, older ones its materialization hypertable
@@ -195,11 +208,19 @@ export async function ensureAggregatePolicies (sql: Sql, scheduleSeconds: number
       if (!job) {
         await tx`SELECT add_continuous_aggregate_policy(${`public.${p.view}`}::regclass, start_offset => NULL,
                    end_offset => ${p.endOffset}::interval, schedule_interval => make_interval(secs => ${scheduleSeconds}),
-                   if_not_exists => true)`
+                   if_not_exists => true ${batched ? tx`, refresh_newest_first => false` : tx``})`
         changes.push({ view: p.view, action: 'added' })
-      } else if (!job.same) {
+        continue
+      }
+      if (!job.same) {
         await tx`SELECT alter_job(${job.job_id}, schedule_interval => make_interval(secs => ${scheduleSeconds}))`
         changes.push({ view: p.view, action: 'rescheduled' })
+      }
+      if (batched && !job.oldest_first) {
+        // a policy added before this setting (or by hand): its config gains it
+        await tx`SELECT alter_job(j.job_id, config => j.config || '{"refresh_newest_first": false}'::jsonb)
+                 FROM timescaledb_information.jobs j WHERE j.job_id = ${job.job_id}`
+        changes.push({ view: p.view, action: 'reordered' })
       }
     }
   })

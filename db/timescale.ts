@@ -364,6 +364,10 @@ export async function convertToTimescale (tx: TxSql, intervals: Record<TimeSerie
     await tx.unsafe(`CREATE MATERIALIZED VIEW public.${quoteIdent(v.name)} WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS ${query} WITH NO DATA`)
     report.continuousAggregates.push(v.name)
   }
+  // the daily statistics of timescaledb mode aggregate the values, not the hourly aggregate
+  // (migrations/080); a database that ran that migration in postgres mode has the function
+  const [daily] = await tx<{ exists: boolean }[]>`SELECT to_regprocedure('public.feature_store_stats_daily_from_values()') IS NOT NULL AS exists`
+  if (daily.exists) await tx`SELECT feature_store_stats_daily_from_values()`
   for (const table of POSTGRES_ONLY_TABLES) {
     const [row] = await tx<{ exists: boolean }[]>`SELECT to_regclass(${`public.${table}`}) IS NOT NULL AS exists`
     if (!row.exists) continue

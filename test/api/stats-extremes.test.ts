@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp } from '../lib/helper.js'
+import { buildTestApp, refreshAggregate } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
 
 t.test('a value too large to square does not break the statistics of any feature', async (t) => {
@@ -14,7 +14,7 @@ t.test('a value too large to square does not break the statistics of any feature
     { featureId: normal, entityId: 'X', eventTimeMs: t0 + 60_000, num: 4 },
   ])
   if (db.storageMode === 'postgres') await app.services.stats.refreshNow()
-  else await sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, NULL)`
+  else await refreshAggregate(sql, 'feature_stats_hourly')
   const q = '?bucket=1h&from=2023-06-01T00:00:00Z&to=2023-06-01T02:00:00Z'
   const n = await app.inject({ method: 'GET', url: `/v1/features/normal/stats${q}` })
   t.equal(n.statusCode, 200, n.body)
@@ -52,8 +52,8 @@ t.test('values whose sum overflows do not break the statistics of any feature, r
   await expectHuge('read live')
   if (db.storageMode === 'postgres') await app.services.stats.refreshNow()
   else {
-    await sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, NULL)`
-    await sql`CALL refresh_continuous_aggregate('feature_stats_daily', NULL, NULL)`
+    await refreshAggregate(sql, 'feature_stats_hourly')
+    await refreshAggregate(sql, 'feature_stats_daily')
   }
   await expectHuge('materialized')
   const n = await app.inject({ method: 'GET', url: `/v1/features/normal/stats${q}` })

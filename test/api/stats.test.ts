@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import pino from 'pino'
-import { buildTestApp, type TestContext } from '../lib/helper.js'
+import { buildTestApp, refreshAggregate, type TestContext } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
 import { onlyIn } from '../lib/test-server-mode.js'
 import { applyAggregatePolicies } from '../../src/services/stats.js'
@@ -152,25 +152,6 @@ async function policyJobs (sql: Sql): Promise<Record<string, string>> {
       OR (ca.materialization_hypertable_schema = j.hypertable_schema AND ca.materialization_hypertable_name = j.hypertable_name)
     WHERE j.proc_name = 'policy_refresh_continuous_aggregate'`
   return Object.fromEntries(rows.map((r) => [r.view, r.every]))
-}
-
-/**
- * Refreshes a continuous aggregate by hand. The refresh policy's job (added at start, run by
- * TimescaleDB's scheduler) may be refreshing it at the same moment: that is an error (55P03),
- * and waiting for the job and trying again is what an operator would do.
- */
-async function refreshAggregate (sql: Sql, view: 'feature_stats_hourly' | 'feature_stats_daily'): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await (view === 'feature_stats_hourly'
-        ? sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, NULL)`
-        : sql`CALL refresh_continuous_aggregate('feature_stats_daily', NULL, NULL)`)
-      return
-    } catch (err) {
-      if ((err as { code?: string }).code !== '55P03' || attempt >= 100) throw err
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
 }
 
 t.test('TimescaleDB mode: refresh policies at start-up, real-time aggregation', await onlyIn('timescaledb'), async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp } from '../lib/helper.js'
+import { buildTestApp, refreshAggregate } from '../lib/helper.js'
 import { insertDefinition, appendValues } from '../lib/fixtures.js'
 
 const HOUR = 3_600_000
@@ -30,7 +30,9 @@ t.test('GET /v1/system describes the storage the same way in both modes', async 
   t.ok(tables.has('feature_snapshots'))
   t.ok(aggregates.has('feature_stats_hourly') && aggregates.has('feature_stats_daily'))
   t.equal(aggregates.get('feature_stats_hourly')!.source, 'feature_snapshots')
-  t.equal(aggregates.get('feature_stats_daily')!.source, 'feature_stats_hourly', 'the daily level is built on the hourly one')
+  // postgres mode refreshes its daily view after the hourly one, in one process; a TimescaleDB
+  // refresh of an aggregate built on another may not see all of it (migrations/080)
+  t.equal(aggregates.get('feature_stats_daily')!.source, db.storageMode === 'postgres' ? 'feature_stats_hourly' : 'feature_snapshots', 'the daily level: built on the hourly one in postgres mode, on the values in timescaledb mode')
   for (const a of aggregates.values()) t.equal(a.real_time, true, `${a.name} answers recent values`)
 
   if (db.storageMode === 'postgres') {
@@ -54,7 +56,7 @@ t.test('GET /v1/system describes the storage the same way in both modes', async 
 
   // After compression and a refresh: compression ratio, materialization watermark, job runs.
   await sql`SELECT compress_chunk(c) FROM show_chunks('feature_snapshots', older_than => ${new Date(T0 + 14 * 24 * HOUR)}::timestamptz) c`
-  await sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, ${new Date(T0 + 7 * 24 * HOUR)}::timestamptz)`
+  await refreshAggregate(sql, 'feature_stats_hourly', T0 + 7 * 24 * HOUR)
   const after = (await app.inject({ method: 'GET', url: '/v1/system' })).json()
   const snapshots: Table = after.tables.find((x: Table) => x.name === 'feature_snapshots')
   t.ok(snapshots.compressed_chunks >= 2, `chunks compressed (${snapshots.compressed_chunks} of ${snapshots.chunks})`)

@@ -87,3 +87,23 @@ export async function until (what: () => Promise<boolean>, ms = 10_000, everyMs 
   }
   return false
 }
+
+/**
+ * Refreshes a continuous aggregate by hand (up to `endMs`, else all of it). The refresh policy's
+ * job (added at start, run by TimescaleDB's scheduler) may be refreshing it at the same moment:
+ * that is an error (55P03), and waiting for the job and trying again is what an operator would do.
+ */
+export async function refreshAggregate (sql: Sql, view: 'feature_stats_hourly' | 'feature_stats_daily', endMs?: number): Promise<void> {
+  const end = endMs === undefined ? null : new Date(endMs)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await (view === 'feature_stats_hourly'
+        ? sql`CALL refresh_continuous_aggregate('feature_stats_hourly', NULL, ${end}::timestamptz)`
+        : sql`CALL refresh_continuous_aggregate('feature_stats_daily', NULL, ${end}::timestamptz)`)
+      return
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55P03' || attempt >= 100) throw err
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+}
