@@ -43,7 +43,7 @@ export const ConfigSchema = Type.Object({
   RATE_LIMIT_MAX: Type.Integer({ default: 6000, minimum: 0, description: 'Requests per key (or per IP without a key) per RATE_LIMIT_WINDOW_MS; 0 = no rate limit' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Rate limit window' }),
   CORS_ORIGINS: Type.Optional(Type.String({ description: 'Comma-separated origins allowed by CORS, or *; unset = CORS off' })),
-  TRUST_PROXY: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a reverse proxy (client IP for rate limits and the audit log)' }),
+  TRUST_PROXY: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a reverse proxy (client IP for rate limits and the audit log; X-Forwarded-Proto https turns on Strict-Transport-Security)' }),
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: 'Answer 503 while the event loop lags more than this; 0 = off' }),
   PRESSURE_MAX_HEAP_USED_BYTES: Type.Optional(Type.Integer({ minimum: 0, description: 'Answer 503 while the V8 heap holds more than this; unset = 90 % of the heap limit; 0 = off' })),
   DB_HEARTBEAT_SECONDS: Type.Integer({ default: 5, minimum: 0, description: 'How often a SELECT 1 checks the database is reachable (answers given meanwhile from caches are marked stale); 0 = only when a request fails' }),

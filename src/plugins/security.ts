@@ -90,10 +90,16 @@ export async function renderHelmetHeaders (options: Record<string, unknown> = HE
 export const API_SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['cache-control', 'no-store'],
   ['content-security-policy', "default-src 'none'; frame-ancestors 'none'"],
-  ['strict-transport-security', 'max-age=31536000; includeSubDomains'],
   ['x-content-type-options', 'nosniff'],
   ['x-frame-options', 'DENY'],
 ]
+
+/**
+ * Strict-Transport-Security, on answers sent over HTTPS only: RFC 6797 (7.2) forbids it over
+ * plain HTTP, where a browser ignores it anyway. Behind a TLS-terminating proxy the request's
+ * protocol is the proxy's X-Forwarded-Proto when TRUST_PROXY is set.
+ */
+export const HSTS: readonly [string, string] = ['strict-transport-security', 'max-age=31536000; includeSubDomains']
 
 /** Where Swagger UI and the OpenAPI document are served: HTML pages get helmet's full set. */
 export const DOCUMENTATION_PREFIX = '/documentation'
@@ -101,17 +107,18 @@ export const DOCUMENTATION_PREFIX = '/documentation'
 /**
  * Cross-cutting protection, in the order a request meets it: the request id and security
  * headers (the API set on JSON answers, helmet's rendered once on Swagger UI's pages; on every
- * answer including refusals), load shedding (@fastify/under-pressure), rate limits per key or
+ * answer including refusals; HSTS over HTTPS), load shedding (@fastify/under-pressure), rate limits per key or
  * address (RateLimiter, before authentication, so bad keys are limited too) and, only when
  * configured, CORS (@fastify/cors). Body size limits are Fastify's own (bodyLimit, 413).
  */
 async function securityPlugin (app: FastifyInstance, opts: { config: Config }): Promise<void> {
   const c = opts.config
-  const pageHeaders = await renderHelmetHeaders()
+  const pageHeaders = (await renderHelmetHeaders()).filter(([name]) => name !== HSTS[0])
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     const headers = request.url.startsWith(DOCUMENTATION_PREFIX) ? pageHeaders : API_SECURITY_HEADERS
     for (let i = 0; i < headers.length; i++) reply.header(headers[i][0], headers[i][1])
+    if (request.protocol === 'https') reply.header(HSTS[0], HSTS[1])
     done()
   })
 
