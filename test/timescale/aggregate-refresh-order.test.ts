@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import pino from 'pino'
 import { buildTestApp, pauseTimescaleJobs, until, type TestContext } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
@@ -32,14 +32,17 @@ async function refreshJobs (ctx: TestContext): Promise<Map<string, Job>> {
   return new Map(rows.map((r) => [r.view, r]))
 }
 
-t.test('refresh policies materialize the oldest buckets first: the statistics never lose buckets mid-refresh', await onlyIn('timescaledb'), async (t) => {
-  const ctx = await buildTestApp(t)
+/** Whether this TimescaleDB refreshes in batches (2.21 on); says so when it does not. */
+async function refreshesInBatches (t: Test, ctx: TestContext): Promise<boolean> {
   const [{ batched }] = await ctx.sql<{ batched: boolean }[]>`
     SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy' AND 'refresh_newest_first' = ANY (proargnames)) AS batched`
-  if (!batched) {
-    t.comment('skipped: this TimescaleDB refreshes in one transaction (no batches before 2.21)')
-    return
-  }
+  if (!batched) t.comment('skipped: this TimescaleDB refreshes in one transaction (no batches before 2.21)')
+  return batched
+}
+
+t.test('refresh policies materialize the oldest buckets first: the statistics never lose buckets mid-refresh', await onlyIn('timescaledb'), async (t) => {
+  const ctx = await buildTestApp(t)
+  if (!await refreshesInBatches(t, ctx)) return
 
   await pauseTimescaleJobs(ctx)
   // a policy run started before the pause ends before the test goes on
@@ -105,12 +108,7 @@ t.test('refresh policies materialize the oldest buckets first: the statistics ne
 
 t.test('start-up turns an existing newest-first policy oldest first', await onlyIn('timescaledb'), async (t) => {
   const ctx = await buildTestApp(t)
-  const [{ batched }] = await ctx.sql<{ batched: boolean }[]>`
-    SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy' AND 'refresh_newest_first' = ANY (proargnames)) AS batched`
-  if (!batched) {
-    t.comment('skipped: this TimescaleDB refreshes in one transaction (no batches before 2.21)')
-    return
-  }
+  if (!await refreshesInBatches(t, ctx)) return
   await pauseTimescaleJobs(ctx)
   const hourly = (await refreshJobs(ctx)).get('feature_stats_hourly')!
   // as a policy added by an earlier version of the service (or by hand) is

@@ -1,10 +1,10 @@
 import t from 'tap'
-import { buildTestApp } from '../lib/helper.js'
-import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
+import { compressedHourlyDays, DAY, DAYS, H, T0 } from '../lib/compressed-days.js'
+import { appendValues, type RawValue } from '../lib/fixtures.js'
 import { connect } from '../../db/connection.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import type { BlockAnswers } from '../../src/domain/training-output.js'
-import { joinPointInTime, resolveFeatures } from '../../src/services/training-sets.js'
+import { joinPointInTime } from '../../src/services/training-sets.js'
 import { onlyIn } from '../lib/test-server-mode.js'
 
 /**
@@ -16,21 +16,8 @@ import { onlyIn } from '../lib/test-server-mode.js'
  * filters ingested_at <= cutoff. Shown here: the read's snapshot does see the frozen rows, and
  * the training set read across the compression answers as a calm read does.
  */
-const H = 3_600_000
-const DAY = 24 * H
-const T0 = Date.UTC(2023, 0, 1)
-const DAYS = 6
-
 t.test('values written and compressed into a new chunk during a read stay out of it: frozen but after the cutoff', await onlyIn('timescaledb'), async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { SNAPSHOT_CHUNK_INTERVAL: '1 day' } })
-  // the test compresses by hand: no background compression meanwhile
-  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'`
-  const f = await insertDefinition(sql, { name: 'close_price' })
-  const hourly: RawValue[] = []
-  for (let h = 0; h < DAYS * 24; h++) hourly.push({ featureId: f, entityId: 'BTC', eventTimeMs: T0 + h * H, num: h })
-  await appendValues(sql, hourly)
-  await sql`SELECT compress_chunk(c) FROM show_chunks('feature_snapshots') c`
-  const features = await resolveFeatures(sql, ['close_price'], '/features')
+  const { sql, url, f, features } = await compressedHourlyDays(t)
   // rows in the stored days, then rows two to four days after the last value (no chunk there):
   // answered by the last stored value, 23:00 of the last day; four rows per block
   const times = [

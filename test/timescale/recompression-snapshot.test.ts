@@ -1,10 +1,10 @@
 import t from 'tap'
-import { buildTestApp } from '../lib/helper.js'
-import { appendValues, insertDefinition, type RawValue } from '../lib/fixtures.js'
+import { compressedHourlyDays, DAY, DAYS, H, T0 } from '../lib/compressed-days.js'
+import { appendValues, type RawValue } from '../lib/fixtures.js'
 import { connect } from '../../db/connection.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import type { BlockAnswers } from '../../src/domain/training-output.js'
-import { joinPointInTime, resolveFeatures } from '../../src/services/training-sets.js'
+import { joinPointInTime } from '../../src/services/training-sets.js'
 import { onlyIn } from '../lib/test-server-mode.js'
 
 /**
@@ -17,21 +17,8 @@ import { onlyIn } from '../lib/test-server-mode.js'
  * blocks read after the recompression; with it, the mark waits and the answers are those of a
  * calm read.
  */
-const H = 3_600_000
-const DAY = 24 * H
-const T0 = Date.UTC(2023, 0, 1)
-const DAYS = 6
-
 t.test('a training set read across a recompression of backfilled chunks keeps every value its snapshot sees', await onlyIn('timescaledb'), async (t) => {
-  const { sql, url } = await buildTestApp(t, { config: { SNAPSHOT_CHUNK_INTERVAL: '1 day' } })
-  // the test compresses by hand: no background compression meanwhile
-  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'`
-  const f = await insertDefinition(sql, { name: 'close_price' })
-  const hourly: RawValue[] = []
-  for (let h = 0; h < DAYS * 24; h++) hourly.push({ featureId: f, entityId: 'BTC', eventTimeMs: T0 + h * H, num: h })
-  await appendValues(sql, hourly)
-  await sql`SELECT compress_chunk(c) FROM show_chunks('feature_snapshots') c`
-  const features = await resolveFeatures(sql, ['close_price'], '/features')
+  const { sql, url, f, features } = await compressedHourlyDays(t)
   // four rows per day, at hh:45: each answered by that hour's latest backfill; one block per day
   const source = { count: DAYS * 4, entityAt: () => 'BTC', timeAt: (i: number) => T0 + Math.floor(i / 4) * DAY + (i % 4) * 5 * H + 45 * 60_000, extraAt: () => ({}) }
   const rowsOf = (blocks: BlockAnswers[]): unknown[] => blocks.flatMap((a) => Array.from({ length: a.block.size }, (_, r) => [a.value(r, 0), a.answerTime(r, 0)]))
