@@ -107,9 +107,10 @@ export const DOCUMENTATION_PREFIX = '/documentation'
 /**
  * Cross-cutting protection, in the order a request meets it: the request id and security
  * headers (the API set on JSON answers, helmet's rendered once on Swagger UI's pages; on every
- * answer including refusals; HSTS over HTTPS), load shedding (@fastify/under-pressure), rate limits per key or
- * address (RateLimiter, before authentication, so bad keys are limited too) and, only when
- * configured, CORS (@fastify/cors). Body size limits are Fastify's own (bodyLimit, 413).
+ * answer including refusals; HSTS over HTTPS), load shedding (@fastify/under-pressure), rate
+ * limits per key or address (RateLimiter, before authentication, so bad keys are limited too)
+ * and, only when configured, CORS (@fastify/cors). Body size limits are Fastify's own
+ * (bodyLimit, 413).
  */
 async function securityPlugin (app: FastifyInstance, opts: { config: Config }): Promise<void> {
   const c = opts.config
