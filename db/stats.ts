@@ -169,6 +169,13 @@ const AGGREGATE_POLICIES = [
 
 export interface PolicyChange { view: string, action: 'added' | 'rescheduled' | 'reordered' }
 
+/** Whether this TimescaleDB refreshes continuous aggregates in batches, with an order to choose (2.20 on). */
+export async function refreshesInBatches (sql: Queryable): Promise<boolean> {
+  const [{ batched }] = await sql<{ batched: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy' AND 'refresh_newest_first' = ANY (proargnames)) AS batched`
+  return batched
+}
+
 /**
  * Adds the refresh policy of every continuous aggregate (whole history up to end_offset, every
  * `scheduleSeconds`) when missing, and reschedules it when the interval changed. Idempotent;
@@ -189,8 +196,7 @@ export async function ensureAggregatePolicies (sql: Sql, scheduleSeconds: number
   await sql.begin(async (tx) => {
     // the same lock as the storage policies: concurrent starts do not race
     await tx`SELECT pg_advisory_xact_lock(7305060)`
-    const [{ batched }] = await tx<{ batched: boolean }[]>`
-      SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy' AND 'refresh_newest_first' = ANY (proargnames)) AS batched`
+    const batched = await refreshesInBatches(tx)
     for (const p of AGGREGATE_POLICIES) {
       const [cagg] = await tx<{ exists: boolean }[]>`
         SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'public' AND view_name = ${p.view}) AS exists`

@@ -53,8 +53,11 @@ const CSP_DIRECTIVES = {
   'style-src': ["'self'", "'unsafe-inline'"],
 }
 
-/** The options given to @fastify/helmet: its defaults, with the CSP above. */
-const HELMET_OPTIONS = { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES } }
+/**
+ * The options given to @fastify/helmet: its defaults, with the CSP above and without
+ * Strict-Transport-Security, which the plugin adds to answers over HTTPS only (HSTS below).
+ */
+const HELMET_OPTIONS = { contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES }, strictTransportSecurity: false }
 
 /**
  * The headers @fastify/helmet puts on an answer, rendered once: helmet's headers depend only on
@@ -114,7 +117,7 @@ export const DOCUMENTATION_PREFIX = '/documentation'
  */
 async function securityPlugin (app: FastifyInstance, opts: { config: Config }): Promise<void> {
   const c = opts.config
-  const pageHeaders = (await renderHelmetHeaders()).filter(([name]) => name !== HSTS[0])
+  const pageHeaders = await renderHelmetHeaders()
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     const headers = request.url.startsWith(DOCUMENTATION_PREFIX) ? pageHeaders : API_SECURITY_HEADERS

@@ -1,5 +1,5 @@
 import type { Test } from 'tap'
-import { buildTestApp } from './helper.js'
+import { buildTestApp, pauseTimescaleJobs } from './helper.js'
 import { appendValues, insertDefinition, type RawValue } from './fixtures.js'
 import type { Sql } from '../../db/connection.js'
 import type { FeatureDefinition } from '../../src/domain/feature.js'
@@ -12,12 +12,13 @@ export const DAYS = 6
 
 /**
  * The start of the TimescaleDB tests that read across compressions: one-day chunks, the
- * compression policy paused (the test compresses by hand), DAYS days of hourly `close_price`
+ * database's jobs paused (the test compresses by hand), DAYS days of hourly `close_price`
  * values of BTC from T0 (the value is the hour's number), and every chunk compressed.
  */
 export async function compressedHourlyDays (t: Test): Promise<{ sql: Sql, url: string, f: number, features: FeatureDefinition[] }> {
-  const { sql, url } = await buildTestApp(t, { config: { SNAPSHOT_CHUNK_INTERVAL: '1 day' } })
-  await sql`SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'`
+  const ctx = await buildTestApp(t, { config: { SNAPSHOT_CHUNK_INTERVAL: '1 day' } })
+  const { sql, url } = ctx
+  await pauseTimescaleJobs(ctx)
   const f = await insertDefinition(sql, { name: 'close_price' })
   const hourly: RawValue[] = []
   for (let h = 0; h < DAYS * 24; h++) hourly.push({ featureId: f, entityId: 'BTC', eventTimeMs: T0 + h * H, num: h })
