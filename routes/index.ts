@@ -12,6 +12,7 @@ import featureStatsRoutes from './feature-stats.js'
 import lineageRoutes from './lineage.js'
 import valuesRoutes from './values.js'
 import onlineRoutes from './online.js'
+import valueHistoryRoutes from './value-history.js'
 
 /** Every route module of the service, registered in this order. */
 export default async function routes (app: App): Promise<void> {
@@ -28,4 +29,5 @@ export default async function routes (app: App): Promise<void> {
   await app.register(lineageRoutes)
   await app.register(valuesRoutes)
   await app.register(onlineRoutes)
+  await app.register(valueHistoryRoutes)
 }

@@ -16,6 +16,7 @@ import { LineageService } from './lineage.js'
 import { IngestService } from './ingest.js'
 import { OnlineService } from './online.js'
 import { OnlineCache } from './online-cache.js'
+import { ValueHistoryService } from './value-history.js'
 import { randomUUID } from 'node:crypto'
 
 /**
@@ -38,6 +39,7 @@ export interface Services {
   lineage: LineageService
   ingest: IngestService
   online: OnlineService
+  valueHistory: ValueHistoryService
   close: () => Promise<void>
 }
 
@@ -95,6 +97,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
     lineage,
     ingest,
     online,
+    valueHistory: new ValueHistoryService(deps.sql),
     close: async () => { for (const c of closers.reverse()) await c() },
   }
 }

@@ -1,0 +1,105 @@
+import type { Sql } from '../../db/connection.js'
+import { findDefinitionsByRefs } from '../../db/definitions.js'
+import { readValueHistory, type HistoryKey } from '../../db/value-history.js'
+import type { ValueHistory, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
+import { BadRequestError, NotFoundError, type FieldError } from '../domain/errors.js'
+import { formatRef } from '../domain/feature-ref.js'
+import { assertName } from '../domain/names.js'
+import { formatTimestamp, parseTimestamp } from '../domain/time.js'
+import { decodeValue } from '../domain/value-validation.js'
+
+export const DEFAULT_HISTORY_LIMIT = 1000
+export const MAX_HISTORY_LIMIT = 10_000
+
+/**
+ * The stored rows of a feature version as they are: every correction with its ingested_at,
+ * oldest key first. What a point-in-time answer was chosen from, for people checking one.
+ */
+export class ValueHistoryService {
+  constructor (private readonly sql: Sql) {}
+
+  async history (name: string, q: ValueHistoryQuery): Promise<ValueHistory> {
+    assertName(name, 'name')
+    const errors: FieldError[] = []
+    const time = (v: string | number | undefined, field: string): number | undefined => {
+      if (v === undefined) return undefined
+      const t = parseTimestamp(v)
+      if (t.ok) return t.ms
+      errors.push({ path: `/querystring/${field}`, field, rule: 'timestamp', message: t.message })
+      return undefined
+    }
+    const fromMs = time(q.from, 'from')
+    const toMs = time(q.to, 'to')
+    const cutoffMs = time(q.as_of_system_time, 'as_of_system_time')
+    if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
+      errors.push({ path: '/querystring/to', field: 'to', rule: 'range', message: 'must be later than from' })
+    }
+    const after = q.cursor === undefined ? undefined : decodeHistoryCursor(q.cursor, errors)
+    if (errors.length > 0) throw new BadRequestError(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors)
+
+    const ref = { name, version: q.version }
+    const def = (await findDefinitionsByRefs(this.sql, [ref])).get(formatRef(ref))
+    if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
+
+    const limit = q.limit ?? DEFAULT_HISTORY_LIMIT
+    const corrections = q.corrections ?? 'all'
+    // a market-wide feature keeps every entity's values under its one shared entity id
+    const storedEntity = q.entity_id === undefined ? undefined : (def.shared_entity_id ?? q.entity_id)
+    const rows = await readValueHistory(this.sql, {
+      featureId: def.id,
+      ...(storedEntity === undefined ? {} : { entityId: storedEntity }),
+      ...(fromMs === undefined ? {} : { fromMs }),
+      ...(toMs === undefined ? {} : { toMs }),
+      ...(cutoffMs === undefined ? {} : { cutoffMs }),
+      latestOnly: corrections === 'latest',
+      ...(after === undefined ? {} : { after }),
+      limit: limit + 1,
+    })
+    const more = rows.length > limit
+    const page = more ? rows.slice(0, limit) : rows
+    const last = page[page.length - 1]
+    return {
+      feature: { name: def.name, version: def.version, dtype: def.dtype },
+      entity_id: q.entity_id ?? null,
+      stored_under: storedEntity ?? null,
+      from: fromMs === undefined ? null : formatTimestamp(fromMs),
+      to: toMs === undefined ? null : formatTimestamp(toMs),
+      as_of_system_time: cutoffMs === undefined ? null : formatTimestamp(cutoffMs),
+      corrections,
+      items: page.map((r) => {
+        const value = decodeValue(def.dtype, r.value_num, r.value_text)
+        return {
+          entity_id: r.entity_id,
+          event_time: formatTimestamp(r.event_ms),
+          // rounded up to the millisecond, as ingest answers it: as_of_system_time = ingested_at sees the row
+          ingested_at: formatTimestamp(Math.ceil(r.ingested_us / 1000)),
+          ingested_at_us: r.ingested_us,
+          value,
+          status: value === null ? 'NULL_VALUE' as const : 'PRESENT' as const,
+          superseded: r.superseded,
+        }
+      }),
+      next_cursor: more ? encodeHistoryCursor({ entityId: last.entity_id, eventMs: last.event_ms, ingestedUs: last.ingested_us }) : null,
+    }
+  }
+}
+
+/** The range of timestamps the API takes (years 1900 to 9999), with a day to spare. */
+const MIN_CURSOR_MS = Date.UTC(1899, 11, 31)
+const MAX_CURSOR_MS = Date.UTC(10000, 0, 2)
+const isInRange = (x: unknown, lo: number, hi: number): boolean => Number.isSafeInteger(x) && (x as number) >= lo && (x as number) <= hi
+
+function encodeHistoryCursor (k: HistoryKey): string {
+  return Buffer.from(JSON.stringify([k.entityId, k.eventMs, k.ingestedUs])).toString('base64url')
+}
+
+function decodeHistoryCursor (cursor: string, errors: FieldError[]): HistoryKey | undefined {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
+    if (Array.isArray(v) && v.length === 3 && typeof v[0] === 'string' && isInRange(v[1], MIN_CURSOR_MS, MAX_CURSOR_MS) && isInRange(v[2], 0, Number.MAX_SAFE_INTEGER)) {
+      return { entityId: v[0], eventMs: v[1] as number, ingestedUs: v[2] as number }
+    }
+  } catch { /* reported below */ }
+  errors.push({ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing: pass next_cursor of the previous page unchanged' })
+  return undefined
+}
