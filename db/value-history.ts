@@ -38,13 +38,14 @@ export interface HistoryRow {
 
 /**
  * The stored rows of one feature version, corrections included, in primary key order (entity,
- * event_time, ingested_at): one range of the primary key index, continued after `after` (keyset
- * pagination). `superseded` (and `latestOnly`) look for a later row of the same key within the
- * cutoff: one index probe per row.
+ * event_time, ingested_at): one ordered range of the primary key index (on a hypertable, the
+ * chunks' ranges merged in order), continued after `after` (keyset pagination). In that order
+ * a row is superseded exactly when the next row within the cutoff has the same entity and
+ * event_time, so `superseded` (and `latestOnly`) look one row ahead as the rows stream by: no
+ * lookup per row, and no anti-join that would read the whole feature before the first row.
  */
 export async function readValueHistory (sql: Sql, s: HistorySpec): Promise<HistoryRow[]> {
   const cutoff = s.cutoffMs === undefined ? sql`` : sql`AND s.ingested_at <= ${iso(s.cutoffMs)}::timestamptz`
-  const laterCutoff = s.cutoffMs === undefined ? sql`` : sql`AND n.ingested_at <= ${iso(s.cutoffMs)}::timestamptz`
   const entity = s.entityId === undefined ? sql`` : sql`AND s.entity_id = ${s.entityId}`
   const from = s.fromMs === undefined ? sql`` : sql`AND s.event_time >= ${iso(s.fromMs)}::timestamptz`
   const to = s.toMs === undefined ? sql`` : sql`AND s.event_time < ${iso(s.toMs)}::timestamptz`
@@ -53,17 +54,18 @@ export async function readValueHistory (sql: Sql, s: HistorySpec): Promise<Histo
     : sql`AND (s.entity_id, s.event_time, s.ingested_at) > (${s.after.entityId}::text,
           timestamptz 'epoch' + ${s.after.eventMs}::int8 * interval '1 millisecond',
           timestamptz 'epoch' + ${s.after.ingestedUs}::int8 * interval '1 microsecond')`
-  const later = sql`EXISTS (
-    SELECT 1 FROM feature_snapshots n
-    WHERE n.feature_id = s.feature_id AND n.entity_id = s.entity_id AND n.event_time = s.event_time
-      AND n.ingested_at > s.ingested_at ${laterCutoff})`
-  const latest = s.latestOnly ? sql`AND NOT ${later}` : sql``
   return sql<HistoryRow[]>`
-    SELECT s.entity_id, (extract(epoch FROM s.event_time) * 1000)::int8 AS event_ms,
-           (extract(epoch FROM s.ingested_at) * 1000000)::int8 AS ingested_us,
-           s.value_num, s.value_text, ${s.latestOnly ? sql`false` : later} AS superseded
-    FROM feature_snapshots s
-    WHERE s.feature_id = ${s.featureId} ${entity} ${from} ${to} ${cutoff} ${after} ${latest}
-    ORDER BY s.entity_id, s.event_time, s.ingested_at
+    SELECT h.entity_id, (extract(epoch FROM h.event_time) * 1000)::int8 AS event_ms,
+           (extract(epoch FROM h.ingested_at) * 1000000)::int8 AS ingested_us,
+           h.value_num, h.value_text, h.superseded
+    FROM (
+      SELECT s.entity_id, s.event_time, s.ingested_at, s.value_num, s.value_text,
+             coalesce(lead(s.entity_id) OVER w = s.entity_id AND lead(s.event_time) OVER w = s.event_time, false) AS superseded
+      FROM feature_snapshots s
+      WHERE s.feature_id = ${s.featureId} ${entity} ${from} ${to} ${cutoff} ${after}
+      WINDOW w AS (ORDER BY s.entity_id, s.event_time, s.ingested_at)
+    ) h
+    ${s.latestOnly ? sql`WHERE NOT h.superseded` : sql``}
+    ORDER BY h.entity_id, h.event_time, h.ingested_at
     LIMIT ${s.limit}`
 }

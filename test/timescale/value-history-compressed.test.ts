@@ -21,7 +21,7 @@ t.test('the history reads compressed chunks, and corrections written into them, 
   const items: Item[] = []
   let cursor: string | null = null
   do {
-    const res = await app.inject({ method: 'GET', url: `/v1/features/close_price/values?entity_id=BTC&limit=7${cursor === null ? '' : `&cursor=${cursor}`}` })
+    const res: Awaited<ReturnType<typeof app.inject>> = await app.inject({ method: 'GET', url: `/v1/features/close_price/values?entity_id=BTC&limit=7${cursor === null ? '' : `&cursor=${cursor}`}` })
     t.equal(res.statusCode, 200, res.body)
     items.push(...res.json().items as Item[])
     cursor = res.json().next_cursor
