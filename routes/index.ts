@@ -13,6 +13,7 @@ import lineageRoutes from './lineage.js'
 import valuesRoutes from './values.js'
 import onlineRoutes from './online.js'
 import valueHistoryRoutes from './value-history.js'
+import entityInventoryRoutes from './entity-inventory.js'
 
 /** Every route module of the service, registered in this order. */
 export default async function routes (app: App): Promise<void> {
@@ -30,4 +31,5 @@ export default async function routes (app: App): Promise<void> {
   await app.register(valuesRoutes)
   await app.register(onlineRoutes)
   await app.register(valueHistoryRoutes)
+  await app.register(entityInventoryRoutes)
 }

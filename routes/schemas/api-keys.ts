@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Timestamp } from './common.js'
+import { Timestamp, Nullable } from './common.js'
 
 export const ScopeSchema = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('admin')], {
   description: 'read: GET routes and read-only queries; write: also ingestion and registry changes; admin: also API keys and the audit log',
@@ -25,10 +25,10 @@ export const ApiKeySchema = Type.Object({
   scopes: Type.Array(Type.String()),
   status: Type.Union([Type.Literal('active'), Type.Literal('revoked'), Type.Literal('expired')]),
   created_at: Type.String(),
-  created_by: Type.Union([Type.String(), Type.Null()], { description: 'id of the key that created this one, or ADMIN_API_KEY' }),
-  expires_at: Type.Union([Type.String(), Type.Null()]),
-  revoked_at: Type.Union([Type.String(), Type.Null()]),
-  last_used_at: Type.Union([Type.String(), Type.Null()], { description: 'updated at most once a minute' }),
+  created_by: Nullable(Type.String(), 'id of the key that created this one, or ADMIN_API_KEY'),
+  expires_at: Nullable(Type.String()),
+  revoked_at: Nullable(Type.String()),
+  last_used_at: Nullable(Type.String(), 'updated at most once a minute'),
 })
 
 export const CreatedApiKeySchema = Type.Object({
@@ -45,5 +45,5 @@ export type ApiKeyListQuery = Static<typeof ApiKeyListQuery>
 
 export const ApiKeyList = Type.Object({
   items: Type.Array(ApiKeySchema),
-  next_cursor: Type.Union([Type.String(), Type.Null()]),
+  next_cursor: Nullable(Type.String()),
 })

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { TimestampFilter, UUID_PATTERN } from './common.js'
+import { TimestampFilter, UUID_PATTERN, Nullable } from './common.js'
 
 export const AuditQuery = Type.Object({
   key_id: Type.Optional(Type.String({ pattern: UUID_PATTERN, description: 'API key id (uuid)' })),
@@ -16,19 +16,19 @@ export type AuditQuery = Static<typeof AuditQuery>
 export const AuditEntrySchema = Type.Object({
   id: Type.Integer(),
   at: Type.String({ description: 'when the answer was sent' }),
-  key_id: Type.Union([Type.String(), Type.Null()], { description: 'who: the key (null for ADMIN_API_KEY or when auth is off)' }),
-  key_name: Type.Union([Type.String(), Type.Null()]),
+  key_id: Nullable(Type.String(), 'who: the key (null for ADMIN_API_KEY or when auth is off)'),
+  key_name: Nullable(Type.String()),
   method: Type.String(),
   route: Type.String({ description: 'route pattern' }),
   url: Type.String(),
   params: Type.Object({}, { additionalProperties: true, description: '{path, query, detail?}: path and query parameters, and what the route added' }),
   status: Type.Integer({ description: 'outcome: the HTTP status of the answer' }),
-  request_id: Type.Union([Type.String(), Type.Null()]),
-  ip: Type.Union([Type.String(), Type.Null()]),
-  duration_ms: Type.Union([Type.Number(), Type.Null()]),
+  request_id: Nullable(Type.String()),
+  ip: Nullable(Type.String()),
+  duration_ms: Nullable(Type.Number()),
 })
 
 export const AuditList = Type.Object({
   items: Type.Array(AuditEntrySchema),
-  next_cursor: Type.Union([Type.String(), Type.Null()]),
+  next_cursor: Nullable(Type.String()),
 })

@@ -1,7 +1,6 @@
-import { Type, type Static, type TSchema } from 'typebox'
-import { Cursor, EntityId, Limit, Name, RangeFrom, RangeTo, Ref, Timestamp, TimestampFilter } from './common.js'
+import { Type, type Static } from 'typebox'
+import { Cursor, EntityId, Limit, Name, RangeFrom, RangeTo, Ref, Timestamp, TimestampFilter, Nullable } from './common.js'
 
-const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
 
 export const DriftMethodSchema = Type.Union(
   [Type.Literal('psi'), Type.Literal('ks'), Type.Literal('js'), Type.Literal('wasserstein')],

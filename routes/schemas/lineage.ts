@@ -1,6 +1,6 @@
-import { Type, type Static, type TSchema } from 'typebox'
+import { Type, type Static } from 'typebox'
+import { Nullable } from './common.js'
 
-const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
 
 export const LineageQuery = Type.Object({
   direction: Type.Optional(Type.Union([Type.Literal('upstream'), Type.Literal('downstream'), Type.Literal('both')], { default: 'both', description: 'upstream: what the feature depends on; downstream: what depends on it' })),

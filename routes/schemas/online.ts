@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { EntityId, Ref } from './common.js'
+import { EntityId, FeatureValue, Nullable, Ref } from './common.js'
 
 // Plain `type`/`enum` keywords rather than anyOf unions: the response serializer handles them
 // with typeof checks, while anyOf would validate every value at run time (the hot path).
@@ -10,8 +10,8 @@ export const OnlineStatus = Type.Unsafe<'PRESENT' | 'NULL_VALUE' | 'NOT_FOUND' |
 })
 
 export const OnlineValue = Type.Object({
-  value: Type.Unsafe<number | string | boolean | null>({ type: ['number', 'string', 'boolean', 'null'], description: 'null unless status is PRESENT; NaN and infinities as the strings "NaN", "Infinity", "-Infinity"' }),
-  event_time: Type.Unsafe<string | null>({ type: ['string', 'null'], description: 'event_time of the value (RFC 3339, UTC); null for NOT_FOUND and OUTSIDE_TTL' }),
+  value: FeatureValue('null unless status is PRESENT; NaN and infinities as the strings "NaN", "Infinity", "-Infinity"'),
+  event_time: Nullable(Type.String(), 'event_time of the value (RFC 3339, UTC); null for NOT_FOUND and OUTSIDE_TTL'),
   status: OnlineStatus,
 }, { additionalProperties: false })
 export type OnlineValue = Static<typeof OnlineValue>

@@ -1,9 +1,8 @@
 import { Type, type Static } from 'typebox'
-import { Cursor, Limit, Name, NAME_PATTERN, Timestamp, TimestampFilter, UUID_PATTERN } from './common.js'
+import { Cursor, Limit, Name, NAME_PATTERN, Timestamp, TimestampFilter, UUID_PATTERN, Nullable } from './common.js'
 import { TrainingSetRequestSchema } from './training-sets.js'
 
 const Uuid = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'pipeline run id (UUIDv7)', examples: ['0190f1c2-7a3b-7c4d-8e5f-6a7b8c9d0e1f'] })
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 
 export const RunStatus = Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')], {
   description: 'queued (waiting for a background slot), running (being built), succeeded (built; for a reproduction: compared), failed (with error), cancelled',

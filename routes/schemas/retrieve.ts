@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { EntityId, Ref, Timestamp } from './common.js'
+import { EntityId, FeatureValue, Nullable, Ref, Timestamp } from './common.js'
 
 export const RetrieveRequestSchema = Type.Object({
   entities: Type.Array(EntityId, { minItems: 1, maxItems: 10_000, description: 'entity ids; one result per id, in this order, duplicates kept' }),
@@ -14,13 +14,16 @@ export const RetrieveRequestSchema = Type.Object({
 })
 export type RetrieveRequest = Static<typeof RetrieveRequestSchema>
 
-export const ValueStatusSchema = Type.Union([Type.Literal('PRESENT'), Type.Literal('NULL_VALUE'), Type.Literal('NOT_FOUND'), Type.Literal('OUTSIDE_TTL')], {
+// a type and enum, not an anyOf of literals: the serializer checks it with typeof, once a value
+export const ValueStatusSchema = Type.Unsafe<'PRESENT' | 'NULL_VALUE' | 'NOT_FOUND' | 'OUTSIDE_TTL'>({
+  type: 'string',
+  enum: ['PRESENT', 'NULL_VALUE', 'NOT_FOUND', 'OUTSIDE_TTL'],
   description: 'PRESENT: a value; NULL_VALUE: the latest value is null; NOT_FOUND: no value at or before as_of; OUTSIDE_TTL: the latest value is older than the ttl',
 })
 
 export const PointValue = Type.Object({
-  value: Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()], { description: 'the value (non-finite floats as "NaN", "Infinity", "-Infinity"); null unless PRESENT' }),
-  event_time: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'event_time of the value; null for NOT_FOUND and OUTSIDE_TTL' }),
+  value: FeatureValue('the value (non-finite floats as "NaN", "Infinity", "-Infinity"); null unless PRESENT'),
+  event_time: Nullable(Type.String({ format: 'date-time' }), 'event_time of the value; null for NOT_FOUND and OUTSIDE_TTL'),
   status: ValueStatusSchema,
 })
 
@@ -29,7 +32,7 @@ export const ResolvedFeature = Type.Object({
   name: Type.String(),
   version: Type.Integer(),
   dtype: Type.String(),
-  ttl_ms: Type.Union([Type.Integer(), Type.Null()]),
+  ttl_ms: Nullable(Type.Integer()),
 })
 
 export const RetrieveResponseSchema = Type.Object({

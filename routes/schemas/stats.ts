@@ -1,7 +1,6 @@
-import { Type, type Static, type TSchema } from 'typebox'
-import { EntityId, Name, RangeFrom, RangeTo } from './common.js'
+import { Type, type Static } from 'typebox'
+import { EntityId, Name, RangeFrom, RangeTo, Nullable } from './common.js'
 
-const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
 
 export const FeatureNameParams = Type.Object({ name: Name })
 

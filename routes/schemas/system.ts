@@ -1,6 +1,6 @@
-import { Type, type Static, type TSchema } from 'typebox'
+import { Type, type Static } from 'typebox'
+import { Nullable } from './common.js'
 
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
 const DateTime = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) })
 
 export const StorageTable = Type.Object({

@@ -1,7 +1,5 @@
-import { Type, type Static, type TSchema } from 'typebox'
-import { Cursor, EntityId, RangeFrom, RangeTo, TimestampFilter } from './common.js'
-
-const Nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {})
+import { Type, type Static } from 'typebox'
+import { Cursor, EntityId, FeatureValue, Nullable, RangeFrom, RangeTo, TimestampFilter } from './common.js'
 
 export const ValueHistoryQuery = Type.Object({
   entity_id: Type.Optional(EntityId),
@@ -18,15 +16,13 @@ export const ValueHistoryQuery = Type.Object({
 }, { additionalProperties: false })
 export type ValueHistoryQuery = Static<typeof ValueHistoryQuery>
 
-const Scalar = Type.Union([Type.Number(), Type.String(), Type.Boolean(), Type.Null()])
-
 export const ValueHistoryItem = Type.Object({
   entity_id: Type.String({ description: 'the entity id the row is stored under' }),
   event_time: Type.String({ description: 'when the value became true in the world' }),
   ingested_at: Type.String({ description: 'when the store learned it, rounded up to the millisecond (as_of_system_time = ingested_at sees the row)' }),
   ingested_at_us: Type.Integer({ description: 'ingested_at exactly: epoch microseconds' }),
-  value: Nullable(Scalar, 'the stored value (non-finite floats as "NaN", "Infinity", "-Infinity"); null for a stored null'),
-  status: Type.Union([Type.Literal('PRESENT'), Type.Literal('NULL_VALUE')]),
+  value: FeatureValue('the stored value (non-finite floats as "NaN", "Infinity", "-Infinity"); null for a stored null'),
+  status: Type.Unsafe<'PRESENT' | 'NULL_VALUE'>({ type: 'string', enum: ['PRESENT', 'NULL_VALUE'] }),
   superseded: Type.Boolean({ description: 'a later correction of the same entity and event_time is known at as_of_system_time (or now)' }),
 })
 
@@ -37,7 +33,7 @@ export const ValueHistory = Type.Object({
   from: Nullable(Type.String()),
   to: Nullable(Type.String()),
   as_of_system_time: Nullable(Type.String(), 'only rows ingested at or before it; null: every committed row'),
-  corrections: Type.Union([Type.Literal('all'), Type.Literal('latest')]),
+  corrections: Type.Unsafe<'all' | 'latest'>({ type: 'string', enum: ['all', 'latest'] }),
   items: Type.Array(ValueHistoryItem, { description: 'ordered by entity_id, event_time, ingested_at' }),
   next_cursor: Nullable(Type.String(), 'pass as cursor for the next page; null: this was the last'),
 })

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { Nullable } from './common.js'
 
 export const OnInvalidQuery = Type.Object({
   on_invalid: Type.Optional(Type.Union([Type.Literal('reject'), Type.Literal('skip')], {
@@ -43,7 +44,7 @@ export const IngestResponse = Type.Object({
   received: Type.Integer({ description: 'values read from the body (a wide CSV cell is one value; empty cells are not counted)' }),
   written: Type.Integer({ description: 'rows written to feature_snapshots (same feature, entity and event_time in one request: the last one wins)' }),
   skipped: Type.Integer({ description: 'invalid values not written (on_invalid=skip)' }),
-  ingested_at: Type.Union([Type.String(), Type.Null()], { description: 'the one knowledge time stamped on every row written; null when nothing was written' }),
+  ingested_at: Nullable(Type.String(), 'the one knowledge time stamped on every row written; null when nothing was written'),
   error_count: Type.Optional(Type.Integer({ description: 'invalid fields in total (errors lists the first 100)' })),
   errors: Type.Optional(Type.Array(Type.Object({
     row: Type.Integer(),

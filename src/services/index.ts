@@ -17,6 +17,7 @@ import { IngestService } from './ingest.js'
 import { OnlineService } from './online.js'
 import { OnlineCache } from './online-cache.js'
 import { ValueHistoryService } from './value-history.js'
+import { EntityInventoryService } from './entity-inventory.js'
 import { randomUUID } from 'node:crypto'
 
 /**
@@ -40,6 +41,7 @@ export interface Services {
   ingest: IngestService
   online: OnlineService
   valueHistory: ValueHistoryService
+  entityInventory: EntityInventoryService
   close: () => Promise<void>
 }
 
@@ -98,6 +100,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
     ingest,
     online,
     valueHistory: new ValueHistoryService(deps.sql),
+    entityInventory: new EntityInventoryService(deps.sql),
     close: async () => { for (const c of closers.reverse()) await c() },
   }
 }
