@@ -1,8 +1,8 @@
 import type { FastifyReply } from 'fastify'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
-import { EntityValues, MAX_ONLINE_FEATURES, OnlineParams, OnlineQuery, OnlineRequest, OnlineResponse } from './schemas/online.js'
-import { BadRequestError } from '../src/domain/errors.js'
+import { MAX_ONLINE_FEATURES, OnlineEntityAnswer, OnlineParams, OnlineQuery, OnlineRequest, OnlineResponse } from './schemas/online.js'
+import { BadRequestError, UnprocessableError } from '../src/domain/errors.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
@@ -13,16 +13,29 @@ export default async function onlineRoutes (app: App): Promise<void> {
     schema: {
       tags: ['online'],
       summary: 'Latest values of one entity',
-      description: `Served from the in-process cache (kept coherent across instances). ${STATUS_TEXT}`,
+      description: `Served from the in-process cache (kept coherent across instances). Features listed (\`features=close_price,volume\`) or taken from a contract (\`contract=name\` or \`name@version\`: the same features a training set of that contract joins; the answer says which contract version). ${STATUS_TEXT}`,
       params: OnlineParams,
       querystring: OnlineQuery,
-      response: { 200: EntityValues, ...problems(400, 401, 403, 422, 503) },
+      response: { 200: OnlineEntityAnswer, ...problems(400, 401, 403, 422, 503) },
     },
   }, (request, reply) => {
-    const refs = splitRefs(request.query.features)
+    const { features, contract } = request.query
     const online = app.services.online
     const entities = [request.params.entity_id]
     online.checkEntities(entities, () => '/params/entity_id')
+    if (features === undefined || contract !== undefined) {
+      if (features !== undefined || contract === undefined) {
+        throw new BadRequestError('Give either features (comma-separated references) or contract, not both and not neither', [{ path: '/querystring/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
+      }
+      return online.contractRefs(contract, '/querystring/contract').then(async (c) => {
+        const used = { name: c.name, version: c.version }
+        const text = online.readCachedJson(entities, c.refs)
+        if (text !== undefined) return sendJsonText(reply, `${text[0].slice(0, -1)},"contract":${JSON.stringify(used)}}`)
+        const [result] = await online.read(entities, c.refs, () => '/querystring/contract')
+        return { ...result, contract: used }
+      })
+    }
+    const refs = splitRefs(features)
     // answered at once from the cache when it holds everything: no promise, and the JSON text
     // of each value was made when it entered the cache
     const cached = online.readCachedJson(entities, refs)
@@ -35,17 +48,28 @@ export default async function onlineRoutes (app: App): Promise<void> {
     schema: {
       tags: ['online'],
       summary: 'Latest values of several entities',
-      description: `One result per requested entity, in request order. ${STATUS_TEXT}`,
+      description: `One result per requested entity, in request order. Features listed, or taken from a contract (\`contract\`: the same features a training set of that contract joins). ${STATUS_TEXT}`,
       body: OnlineRequest,
       response: { 200: OnlineResponse, ...problems(400, 401, 403, 422, 503) },
     },
   }, (request, reply) => {
     const online = app.services.online
-    online.checkEntities(request.body.entities, (i) => `/body/entities/${i}`)
-    const cached = online.readCachedJson(request.body.entities, request.body.features)
+    const { entities, features, contract } = request.body
+    online.checkEntities(entities, (i) => `/body/entities/${i}`)
+    if (features === undefined || contract !== undefined) {
+      if (features !== undefined || contract === undefined) {
+        throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
+      }
+      return online.contractRefs(contract, '/body/contract').then(async (c) => {
+        const used = { name: c.name, version: c.version }
+        const text = online.readCachedJson(entities, c.refs)
+        if (text !== undefined) return sendJsonText(reply, `{"results":[${text.join(',')}],"contract":${JSON.stringify(used)}}`)
+        return { results: await online.read(entities, c.refs, () => '/body/contract'), contract: used }
+      })
+    }
+    const cached = online.readCachedJson(entities, features)
     if (cached !== undefined) return sendJsonText(reply, `{"results":[${cached.join(',')}]}`)
-    const features = request.body.features
-    return online.read(request.body.entities, features, (ref) => `/body/features/${features.indexOf(ref)}`).then((results) => ({ results }))
+    return online.read(entities, features, (ref) => `/body/features/${features.indexOf(ref)}`).then((results) => ({ results }))
   })
 }
 

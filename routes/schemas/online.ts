@@ -24,20 +24,34 @@ export type EntityValues = Static<typeof EntityValues>
 
 export const OnlineParams = Type.Object({ entity_id: EntityId })
 
+const ContractRef = Type.String({ minLength: 1, description: 'a contract (name: its latest active version; or name@version): its features, keyed by their references in the contract. Instead of features; one registry read a request for an unpinned name' })
+
 export const OnlineQuery = Type.Object({
-  features: Type.String({ minLength: 1, description: 'comma-separated feature references (name or name@version), at most 100', examples: ['close_price,volume'] }),
+  features: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated feature references (name or name@version), at most 100 (or give contract)', examples: ['close_price,volume'] })),
+  contract: Type.Optional(ContractRef),
 })
+
+/** The contract a read took its features from. */
+export const ContractUsed = Type.Object({ name: Type.String(), version: Type.Integer() }, { additionalProperties: false, description: 'the contract version whose features were read (when contract was given)' })
+
+export const OnlineEntityAnswer = Type.Object({
+  entity_id: Type.String(),
+  values: Type.Record(Type.String(), OnlineValue, { description: 'one entry per requested feature reference, keyed by the reference as given (or as the contract names it)' }),
+  contract: Type.Optional(ContractUsed),
+}, { additionalProperties: false })
 
 export const MAX_ONLINE_ENTITIES = 10_000
 export const MAX_ONLINE_FEATURES = 100
 
 export const OnlineRequest = Type.Object({
   entities: Type.Array(EntityId, { minItems: 1, maxItems: MAX_ONLINE_ENTITIES, description: 'entity ids; answered in this order, duplicates kept' }),
-  features: Type.Array(Ref, { minItems: 1, maxItems: MAX_ONLINE_FEATURES, description: 'feature references: name (latest active version) or name@version' }),
-}, { additionalProperties: false, examples: [{ entities: ['BTCUSDT', 'ETHUSDT'], features: ['close_price', 'volume'] }] })
+  features: Type.Optional(Type.Array(Ref, { minItems: 1, maxItems: MAX_ONLINE_FEATURES, description: 'feature references: name (latest active version) or name@version (or give contract)' })),
+  contract: Type.Optional(ContractRef),
+}, { additionalProperties: false, examples: [{ entities: ['BTCUSDT', 'ETHUSDT'], features: ['close_price', 'volume'] }, { entities: ['BTCUSDT'], contract: 'phase5b_ensemble_features' }] })
 export type OnlineRequest = Static<typeof OnlineRequest>
 
 export const OnlineResponse = Type.Object({
   results: Type.Array(EntityValues, { description: 'one entry per requested entity, in request order' }),
+  contract: Type.Optional(ContractUsed),
 }, { additionalProperties: false })
 export type OnlineResponse = Static<typeof OnlineResponse>

@@ -3,7 +3,8 @@ import { EntityId, FeatureValue, Nullable, Ref, Timestamp } from './common.js'
 
 export const RetrieveRequestSchema = Type.Object({
   entities: Type.Array(EntityId, { minItems: 1, maxItems: 10_000, description: 'entity ids; one result per id, in this order, duplicates kept' }),
-  features: Type.Array(Ref, { minItems: 1, maxItems: 500, description: 'feature references (name = latest active version, or name@version)' }),
+  features: Type.Optional(Type.Array(Ref, { minItems: 1, maxItems: 500, description: 'feature references (name = latest active version, or name@version); or give contract' })),
+  contract: Type.Optional(Type.String({ minLength: 1, description: 'a contract (name: its latest active version; or name@version): its features, keyed by their references in the contract. Instead of features' })),
   as_of: Timestamp,
   as_of_system_time: Type.Optional(Type.Union([Type.String(), Type.Integer()], {
     description: 'knowledge cutoff K (RFC 3339 with a zone, or epoch ms): only values ingested at or before it are seen. Omitted: now (a sound cutoff). Later than now: now',
@@ -39,6 +40,7 @@ export const RetrieveResponseSchema = Type.Object({
   as_of: Type.String({ format: 'date-time' }),
   as_of_system_time: Type.String({ format: 'date-time', description: 'the knowledge cutoff K used' }),
   features: Type.Array(ResolvedFeature, { description: 'the versions the references resolved to' }),
+  contract: Type.Optional(Type.Object({ name: Type.String(), version: Type.Integer() }, { description: 'the contract version whose features were read (when contract was given)' })),
   results: Type.Array(Type.Object({
     entity_id: Type.String(),
     values: Type.Record(Type.String(), PointValue, { description: 'keyed by the reference as requested' }),

@@ -8,6 +8,10 @@ import { entityIdProblem } from '../domain/names.js'
 import { decodeValue } from '../domain/value-validation.js'
 import type { EntityValues, OnlineValue } from '../../routes/schemas/online.js'
 import type { CachedValue, OnlineCache, OnlineChange } from './online-cache.js'
+import { resolveContract, type ResolvedContract } from './training-sets.js'
+
+/** Pinned contracts kept in memory at most (the map starts over past it). */
+const PINNED_CONTRACTS_MAX = 1000
 
 const NOT_FOUND: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'NOT_FOUND' }) as OnlineValue
 const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'OUTSIDE_TTL' }) as OnlineValue
@@ -24,7 +28,25 @@ export class OnlineService {
   private listener?: { unlisten: () => Promise<void> }
   private readonly prepared = new WeakMap<string[], { unique: string[], keys: string[] }>()
 
+  /** Pinned contracts (name@version) read so far: a version's features never change. */
+  private readonly pinnedContracts = new Map<string, ResolvedContract>()
+
   constructor (private readonly sql: Sql, readonly cache: OnlineCache) {}
+
+  /**
+   * The features of a contract: a pinned one (name@version) from memory once read, an unpinned
+   * one (its latest active version, which can change) from the registry at every call.
+   */
+  async contractRefs (ref: string, path: string): Promise<ResolvedContract> {
+    const known = this.pinnedContracts.get(ref)
+    if (known !== undefined) return known
+    const c = await resolveContract(this.sql, ref, path)
+    if (ref.includes('@')) {
+      if (this.pinnedContracts.size >= PINNED_CONTRACTS_MAX) this.pinnedContracts.clear()
+      this.pinnedContracts.set(ref, c)
+    }
+    return c
+  }
 
   /** Starts listening for other instances' writes and definition changes. */
   async start (): Promise<void> {

@@ -5,7 +5,7 @@ import { UnprocessableError } from '../domain/errors.js'
 import { entityIdProblem } from '../domain/names.js'
 import { formatTimestamp, parseTimestamp } from '../domain/time.js'
 import { STATUS_NAMES } from '../domain/training-output.js'
-import { joinPointInTime, resolveCutoff, resolveFeatures } from './training-sets.js'
+import { joinPointInTime, resolveContract, resolveCutoff, resolveFeatures } from './training-sets.js'
 
 type PointValue = RetrieveResponse['results'][number]['values'][string]
 
@@ -25,9 +25,13 @@ export class RetrievalService {
     })
     if (badIds.length > 0) throw new UnprocessableError(`Invalid entity ids: ${badIds.slice(0, 3).map((e) => `${e.path} ${e.message}`).join('; ')}`, badIds)
 
+    if ((request.features === undefined) === (request.contract === undefined)) {
+      throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
+    }
+    const contract = request.contract === undefined ? undefined : await resolveContract(this.sql, request.contract, '/body/contract')
     // one join column per distinct reference; answers are keyed by the reference as given
-    const refs = [...new Set(request.features)]
-    const features = await resolveFeatures(this.sql, refs, '/body/features')
+    const refs = [...new Set(contract?.refs ?? request.features)]
+    const features = await resolveFeatures(this.sql, refs, contract === undefined ? '/body/features' : '/body/contract')
     const cutoffMs = await resolveCutoff(this.sql, request.as_of_system_time)
     const results: RetrieveResponse['results'] = request.entities.map((entity_id) => ({ entity_id, values: {} }))
     const source = {
@@ -54,6 +58,7 @@ export class RetrievalService {
       as_of: formatTimestamp(asOf.ms),
       as_of_system_time: formatTimestamp(cutoffMs),
       features: features.map((d, i) => ({ ref: refs[i], name: d.name, version: d.version, dtype: d.dtype, ttl_ms: d.ttl_ms })),
+      ...(contract === undefined ? {} : { contract: { name: contract.name, version: contract.version } }),
       results,
     }
   }

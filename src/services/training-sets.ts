@@ -109,12 +109,8 @@ export class TrainingSetService {
     let contract: { name: string, version: number } | undefined
     let entityType: string | undefined
     if (hasContract) {
-      // `name`: the contract's latest active version, else its latest (as the registry reads it)
-      const c = parseRef(request.contract!, '/body/contract')
-      const found = c.version === undefined ? await findCurrentContract(this.sql, c.name) : await findContractVersion(this.sql, c.name, c.version)
-      if (!found) throw new UnprocessableError(`Contract '${formatRef(c)}' does not exist`, [{ path: '/body/contract', field: 'contract', rule: 'unknown_contract', message: 'unknown contract' }])
-      if (found.features.length === 0) throw new UnprocessableError(`Contract '${found.name}@${found.version}' requires no features`, [{ path: '/body/contract', field: 'contract', rule: 'empty_contract', message: 'contract has no features' }])
-      refs = found.features.map((f) => f.feature)
+      const found = await resolveContract(this.sql, request.contract!, '/body/contract')
+      refs = found.refs
       refsPath = '/body/contract'
       contract = { name: found.name, version: found.version }
       entityType = found.entity
@@ -373,6 +369,30 @@ async function answerBlock (session: ReservedSql, features: FeatureDefinition[],
   }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text), new EventLoopSlices())
   merge.finish()
   return answers
+}
+
+/** A contract's features, as the training sets, online reads and retrievals that name it use them. */
+export interface ResolvedContract {
+  name: string
+  version: number
+  /** The entity type of its features. */
+  entity: string
+  /** Its features' references (`name@version` when pinned, else `name`), in the contract's order. */
+  refs: string[]
+}
+
+/**
+ * A contract reference: `name` is the contract's latest active version, else its latest (as the
+ * registry reads it); `name@version` that version. A malformed reference is 400; a contract that
+ * does not exist, or requires no features, 422 at `path`.
+ */
+export async function resolveContract (sql: Sql, ref: string, path: string): Promise<ResolvedContract> {
+  const c = parseRef(ref, path)
+  const found = c.version === undefined ? await findCurrentContract(sql, c.name) : await findContractVersion(sql, c.name, c.version)
+  const field = fieldOfPath(path)
+  if (!found) throw new UnprocessableError(`Contract '${formatRef(c)}' does not exist`, [{ path, field, rule: 'unknown_contract', message: 'unknown contract' }])
+  if (found.features.length === 0) throw new UnprocessableError(`Contract '${found.name}@${found.version}' requires no features`, [{ path, field, rule: 'empty_contract', message: 'contract has no features' }])
+  return { name: found.name, version: found.version, entity: found.entity, refs: found.features.map((f) => f.feature) }
 }
 
 /**
