@@ -32,3 +32,30 @@ export async function readEntityInventory (sql: Sql, s: { featureId: number, aft
     ORDER BY o.entity_id
     LIMIT ${s.limit}`
 }
+
+/** Per active feature version: how many entities have values, and the newest and oldest of their latest event times. */
+export interface FreshnessRow {
+  name: string
+  version: number
+  entities: number
+  /** epoch ms; null without entities */
+  newest_ms: number | null
+  oldest_latest_ms: number | null
+  /** entities whose latest value is older than the ttl at the database's now(); null without a ttl */
+  stale: number | null
+}
+
+/** One pass over the online table (one row per feature version and entity), grouped by feature. */
+export async function readFreshness (sql: Sql): Promise<FreshnessRow[]> {
+  return sql<FreshnessRow[]>`
+    SELECT d.name, d.version, count(o.entity_id)::int8 AS entities,
+           (extract(epoch FROM max(o.event_time)) * 1000)::int8 AS newest_ms,
+           (extract(epoch FROM min(o.event_time)) * 1000)::int8 AS oldest_latest_ms,
+           CASE WHEN d.ttl_ms IS NULL THEN NULL
+                ELSE count(*) FILTER (WHERE o.event_time < now() - d.ttl_ms * interval '1 millisecond') END::int8 AS stale
+    FROM feature_definitions d
+    LEFT JOIN feature_online o ON o.feature_id = d.id
+    WHERE d.status = 'active'
+    GROUP BY d.id, d.name, d.version, d.ttl_ms
+    ORDER BY d.name, d.version`
+}

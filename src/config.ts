@@ -32,6 +32,7 @@ export const ConfigSchema = Type.Object({
   PIPELINE_CONCURRENCY: Type.Integer({ default: 2, minimum: 1, description: 'Background pipeline runs built at once by one instance; the rest wait as queued' }),
   DRIFT_CHUNK_INTERVAL: Type.String({ default: '30 days', description: 'TimescaleDB chunk interval of feature_drift_logs' }),
   STATS_REFRESH_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'postgres mode: how often the stats materialized views are refreshed' }),
+  FRESHNESS_METRICS_SECONDS: Type.Integer({ default: 30, minimum: 0, description: 'The freshness gauges of /metrics (entities, newest and stalest event time, stale entities per feature) are read from the database at most this often; 0 = not exported' }),
   DRIFT_MIN_SAMPLES: Type.Integer({ default: 30, minimum: 1, description: 'Fewest numeric values a drift window needs for a verdict (fewer: "insufficient data")' }),
   MONITOR_POLL_MS: Type.Integer({ default: 5000, minimum: 50, description: 'How often an instance looks for due drift monitors' }),
   BACKGROUND_JOBS: Type.Boolean({ default: true, description: 'Run background jobs (monitors, view refresh) in this instance' }),

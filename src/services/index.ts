@@ -18,6 +18,7 @@ import { OnlineService } from './online.js'
 import { OnlineCache } from './online-cache.js'
 import { ValueHistoryService } from './value-history.js'
 import { EntityInventoryService } from './entity-inventory.js'
+import { FreshnessMetrics } from './freshness-metrics.js'
 import { randomUUID } from 'node:crypto'
 
 /**
@@ -76,6 +77,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   // Cache coherence is part of correctness, not an optional job: listen whenever there is a database.
   if (deps.databaseUrl !== '') await online.start()
   closers.push(async () => { await online.close() })
+  if (deps.config.FRESHNESS_METRICS_SECONDS > 0 && deps.databaseUrl !== '') new FreshnessMetrics(deps.sql, deps.config.FRESHNESS_METRICS_SECONDS, app.log).register(app.metrics)
   const ingest = new IngestService(deps.sql, online, { maxJsonRows: deps.config.MAX_JSON_ROWS, idempotencyKeepHours: deps.config.IDEMPOTENCY_KEEP_HOURS }, app.log)
   if (opts.backgroundJobs) {
     monitors.start()
