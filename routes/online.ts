@@ -27,12 +27,13 @@ export default async function onlineRoutes (app: App): Promise<void> {
       if (features !== undefined || contract === undefined) {
         throw new BadRequestError('Give either features (comma-separated references) or contract, not both and not neither', [{ path: '/querystring/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
       }
+      // a contract the cache knows, and values it holds: answered at once, as by features
+      const known = online.cachedContract(contract)
+      const text = known === undefined ? undefined : online.readCachedJson(entities, known.refs)
+      if (text !== undefined) return sendJsonText(reply, withContract(text[0], known!))
       return online.contractRefs(contract, '/querystring/contract').then(async (c) => {
-        const used = { name: c.name, version: c.version }
-        const text = online.readCachedJson(entities, c.refs)
-        if (text !== undefined) return sendJsonText(reply, `${text[0].slice(0, -1)},"contract":${JSON.stringify(used)}}`)
         const [result] = await online.read(entities, c.refs, () => '/querystring/contract')
-        return { ...result, contract: used }
+        return { ...result, contract: { name: c.name, version: c.version } }
       })
     }
     const refs = splitRefs(features)
@@ -60,11 +61,11 @@ export default async function onlineRoutes (app: App): Promise<void> {
       if (features !== undefined || contract === undefined) {
         throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
       }
+      const known = online.cachedContract(contract)
+      const text = known === undefined ? undefined : online.readCachedJson(entities, known.refs)
+      if (text !== undefined) return sendJsonText(reply, withContract(`{"results":[${text.join(',')}]}`, known!))
       return online.contractRefs(contract, '/body/contract').then(async (c) => {
-        const used = { name: c.name, version: c.version }
-        const text = online.readCachedJson(entities, c.refs)
-        if (text !== undefined) return sendJsonText(reply, `{"results":[${text.join(',')}],"contract":${JSON.stringify(used)}}`)
-        return { results: await online.read(entities, c.refs, () => '/body/contract'), contract: used }
+        return { results: await online.read(entities, c.refs, () => '/body/contract'), contract: { name: c.name, version: c.version } }
       })
     }
     const cached = online.readCachedJson(entities, features)
@@ -80,6 +81,11 @@ export default async function onlineRoutes (app: App): Promise<void> {
 function sendJsonText (reply: FastifyReply, text: string): undefined {
   void reply.type(JSON_TYPE).send(text)
   return undefined
+}
+
+/** A JSON object's text with the contract that was read added as its last member. */
+function withContract (objectText: string, c: { name: string, version: number }): string {
+  return `${objectText.slice(0, -1)},"contract":${JSON.stringify({ name: c.name, version: c.version })}}`
 }
 
 /** `features` strings seen lately -> their references: clients repeat the same few lists. */

@@ -109,10 +109,13 @@ export interface ContractServiceOptions {
 
 /** Contracts: named, versioned sets of features with the rules a data set must satisfy. */
 export class ContractService {
-  constructor (private readonly sql: Sql, private readonly opts: ContractServiceOptions) {}
+  /** `afterWrite`: called once a change has committed (this instance's caches forget what it changed). */
+  constructor (private readonly sql: Sql, private readonly opts: ContractServiceOptions, private readonly afterWrite?: () => void) {}
 
   private async write<T> (what: string, work: (tx: TxSql) => Promise<T>): Promise<T> {
-    return registryWrite(this.sql, what, work)
+    const out = await registryWrite(this.sql, what, work)
+    this.afterWrite?.()
+    return out
   }
 
   async create (input: CreateContractInput): Promise<ContractApi> {

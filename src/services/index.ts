@@ -66,14 +66,17 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   const retrieval = new RetrievalService(deps.sql, { blockRows: deps.config.TRAINING_BLOCK_ROWS, boundedReads })
   const pipelines = new PipelineService(deps, trainingSets, app.log, { syncMaxRows: deps.config.PIPELINE_SYNC_MAX_ROWS, concurrency: deps.config.PIPELINE_CONCURRENCY, backgroundJobs: opts.backgroundJobs })
   closers.push(async () => { await pipelines.close() })
-  const registry = new RegistryService(deps.sql)
-  const contracts = new ContractService(deps.sql, { maxRows: deps.config.MAX_JSON_ROWS })
+  const online = new OnlineService(deps.sql, new OnlineCache({ maxKeys: deps.config.CACHE_MAX_KEYS, ttlSeconds: deps.config.CACHE_TTL_SECONDS, origin: randomUUID() }, app.metrics))
+  // this instance's registry changes reach its online cache at commit (read-your-writes); the
+  // other instances' through the notification their commit sends (migrations 020 and 090)
+  const forgetReferences = (): void => { online.cache.forgetDefinitions() }
+  const registry = new RegistryService(deps.sql, forgetReferences)
+  const contracts = new ContractService(deps.sql, { maxRows: deps.config.MAX_JSON_ROWS }, forgetReferences)
   const drift = new DriftService(deps)
   const monitors = new MonitorService(deps, drift, app.log)
   const stats = new StatsService(deps, app.log)
   const writeLog = new WriteLogMaintenance(deps, app.log)
   const lineage = new LineageService(deps.sql)
-  const online = new OnlineService(deps.sql, new OnlineCache({ maxKeys: deps.config.CACHE_MAX_KEYS, ttlSeconds: deps.config.CACHE_TTL_SECONDS, origin: randomUUID() }, app.metrics))
   // Cache coherence is part of correctness, not an optional job: listen whenever there is a database.
   if (deps.databaseUrl !== '') await online.start()
   closers.push(async () => { await online.close() })

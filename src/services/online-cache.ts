@@ -25,6 +25,9 @@ interface Entry {
   fgen: number
 }
 
+/** A contract as online reads use it: its version and its features' references. */
+export interface CachedContract { name: string, version: number, refs: string[] }
+
 /** NOTIFY payloads are limited to 8000 bytes; stay clear of it. */
 const MAX_PAYLOAD_BYTES = 7900
 
@@ -48,6 +51,8 @@ export class OnlineCache {
   /** per-feature flush generation: a feature flush is O(1), stale entries are dropped on read */
   private readonly featureGens = new Map<number, number>()
   private refs = new Map<string, FeatureDefinition | null>()
+  /** How contract references resolved (found ones only), forgotten with the feature references. */
+  private contracts = new Map<string, CachedContract>()
   private refsGen = 0
   private refsSince = Date.now()
 
@@ -120,9 +125,23 @@ export class OnlineCache {
     this.refs.set(ref, def)
   }
 
+  /** How a contract reference resolves, if known (its features never change while it is kept). */
+  lookupContract (ref: string): CachedContract | undefined {
+    if (this.ttlMs > 0 && Date.now() - this.refsSince > this.ttlMs) this.forgetDefinitions()
+    return this.contracts.get(ref)
+  }
+
+  storeContract (ref: string, contract: CachedContract, generation: number): void {
+    if (generation !== this.refsGen) return
+    if (this.contracts.size >= 10_000) this.contracts = new Map()
+    this.contracts.set(ref, contract)
+  }
+
+  /** Forgets how feature and contract references resolved (a registry change). */
   forgetDefinitions (): void {
     this.refsGen++
     this.refs = new Map()
+    this.contracts = new Map()
     this.refsSince = Date.now()
   }
 

@@ -7,11 +7,8 @@ import { parseRef, refProblem } from '../domain/feature-ref.js'
 import { entityIdProblem } from '../domain/names.js'
 import { decodeValue } from '../domain/value-validation.js'
 import type { EntityValues, OnlineValue } from '../../routes/schemas/online.js'
-import type { CachedValue, OnlineCache, OnlineChange } from './online-cache.js'
-import { resolveContract, type ResolvedContract } from './training-sets.js'
-
-/** Pinned contracts kept in memory at most (the map starts over past it). */
-const PINNED_CONTRACTS_MAX = 1000
+import type { CachedContract, CachedValue, OnlineCache, OnlineChange } from './online-cache.js'
+import { resolveContract } from './training-sets.js'
 
 const NOT_FOUND: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'NOT_FOUND' }) as OnlineValue
 const OUTSIDE_TTL: OnlineValue = Object.freeze({ value: null, event_time: null, status: 'OUTSIDE_TTL' }) as OnlineValue
@@ -28,24 +25,26 @@ export class OnlineService {
   private listener?: { unlisten: () => Promise<void> }
   private readonly prepared = new WeakMap<string[], { unique: string[], keys: string[] }>()
 
-  /** Pinned contracts (name@version) read so far: a version's features never change. */
-  private readonly pinnedContracts = new Map<string, ResolvedContract>()
-
   constructor (private readonly sql: Sql, readonly cache: OnlineCache) {}
 
   /**
-   * The features of a contract: a pinned one (name@version) from memory once read, an unpinned
-   * one (its latest active version, which can change) from the registry at every call.
+   * The features of a contract (`name`: its latest active version; `name@version`), through the
+   * cache, which forgets them at any registry change (this instance's at its commit, the
+   * others' through their notification) as it forgets feature references.
    */
-  async contractRefs (ref: string, path: string): Promise<ResolvedContract> {
-    const known = this.pinnedContracts.get(ref)
+  async contractRefs (ref: string, path: string): Promise<CachedContract> {
+    const known = this.cache.lookupContract(ref)
     if (known !== undefined) return known
-    const c = await resolveContract(this.sql, ref, path)
-    if (ref.includes('@')) {
-      if (this.pinnedContracts.size >= PINNED_CONTRACTS_MAX) this.pinnedContracts.clear()
-      this.pinnedContracts.set(ref, c)
-    }
+    const generation = this.cache.refGeneration
+    const { name, version, refs } = await resolveContract(this.sql, ref, path)
+    const c = { name, version, refs }
+    this.cache.storeContract(ref, c, generation)
     return c
+  }
+
+  /** contractRefs when the cache knows the contract, without waiting; else undefined. */
+  cachedContract (ref: string): CachedContract | undefined {
+    return this.cache.lookupContract(ref)
   }
 
   /** Starts listening for other instances' writes and definition changes. */

@@ -177,10 +177,13 @@ export async function createDefinitionTx (tx: TxSql, input: CreateFeatureInput):
 
 /** The feature registry: definitions, their versions, metadata and deprecation. */
 export class RegistryService {
-  constructor (private readonly sql: Sql) {}
+  /** `afterWrite`: called once a change has committed (this instance's caches forget what it changed). */
+  constructor (private readonly sql: Sql, private readonly afterWrite?: () => void) {}
 
   private async write<T> (what: string, work: (tx: TxSql) => Promise<T>): Promise<T> {
-    return registryWrite(this.sql, what, work)
+    const out = await registryWrite(this.sql, what, work)
+    this.afterWrite?.()
+    return out
   }
 
   async create (input: CreateFeatureInput): Promise<FeatureDefinitionApi> {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp, type TestContext } from '../lib/helper.js'
+import { buildTestApp, until, type TestContext } from '../lib/helper.js'
 import { insertDefinition } from '../lib/fixtures.js'
 
 const H = 3_600_000
@@ -78,6 +78,31 @@ t.test('an unpinned contract follows its active version; a pinned one stays', as
   t.same(Object.keys(pinned.body.values), ['close_price@1', 'volume'])
   const retrieved = await call(ctx, 'POST', '/v1/retrieve', { entities: ['BTC'], contract: 'momentum', as_of: Date.now() })
   t.same(retrieved.body.features.map((f: any) => `${f.ref}=${f.name}@${f.version}`), ['close_price=close_price@2', 'spread=spread@1'])
+})
+
+t.test('contract changes reach the cached reads: at once on the instance that made them, through the notification on the others', async (t) => {
+  const ctx = await setUp(t)
+  const other = await buildTestApp(t, { url: ctx.url })
+  const version = async (c: TestContext, ref: string): Promise<number> => (await call(c, 'GET', `/v1/online/BTC?contract=${ref}`)).body.contract.version
+  for (const c of [ctx, other]) {
+    t.equal(await version(c, 'momentum'), 1)
+    t.equal(await version(c, 'momentum'), 1, 'cached')
+  }
+  t.equal((await call(ctx, 'POST', '/v1/contracts/momentum/versions', { features: [{ feature: 'spread' }], status: 'active' })).status, 201)
+  t.equal(await version(ctx, 'momentum'), 2, 'read-your-writes on the instance that changed it')
+  t.ok(await until(async () => await version(other, 'momentum') === 2, 5000), 'the other instance follows')
+  t.same(Object.keys((await call(other, 'GET', '/v1/online/BTC?contract=momentum')).body.values), ['spread'])
+  t.equal(await version(other, 'momentum@1'), 1, 'a pinned version stays')
+  const batch = await call(other, 'POST', '/v1/online', { entities: ['BTC'], contract: 'momentum' })
+  t.same(batch.body.contract, { name: 'momentum', version: 2 })
+
+  // a new feature version: the same for references by name
+  const byName = async (c: TestContext): Promise<number> => (await call(c, 'POST', '/v1/retrieve', { entities: ['BTC'], features: ['spread'], as_of: Date.now() })).body.features[0].version
+  t.equal((await call(ctx, 'GET', '/v1/online/BTC?features=spread')).body.values.spread.value, 0.5)
+  const v2 = await call(ctx, 'POST', '/v1/features/spread/versions', { description: 'wider', validation: { min: 0 } })
+  t.equal(v2.status, 201, JSON.stringify(v2.body))
+  t.equal(await byName(ctx), 2)
+  t.equal((await call(ctx, 'GET', '/v1/online/BTC?features=spread')).body.values.spread.status, 'NOT_FOUND', 'the online read resolves spread to its new version at once (no values yet)')
 })
 
 t.test('bad requests name the field', async (t) => {
