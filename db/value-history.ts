@@ -4,8 +4,10 @@ import { iso } from './params.js'
 /** Where a page of a value history starts: just after this stored row (its primary key). */
 export interface HistoryKey {
   entityId: string
-  /** event_time, epoch ms */
+  /** event_time, epoch ms (rounded down) */
   eventMs: number
+  /** event_time's microseconds past eventMs (0-999): rows written by hand may have them */
+  eventSubUs: number
   /** ingested_at, epoch µs (exact: the store keeps microseconds) */
   ingestedUs: number
 }
@@ -28,7 +30,10 @@ export interface HistorySpec {
 
 export interface HistoryRow {
   entity_id: string
+  /** event_time, epoch ms (rounded down) */
   event_ms: number
+  /** event_time's microseconds past event_ms (0-999) */
+  event_sub_us: number
   ingested_us: number
   value_num: number | null
   value_text: string | null
@@ -52,10 +57,13 @@ export async function readValueHistory (sql: Sql, s: HistorySpec): Promise<Histo
   const after = s.after === undefined
     ? sql``
     : sql`AND (s.entity_id, s.event_time, s.ingested_at) > (${s.after.entityId}::text,
-          timestamptz 'epoch' + ${s.after.eventMs}::int8 * interval '1 millisecond',
+          timestamptz 'epoch' + ${s.after.eventMs}::int8 * interval '1 millisecond' + ${s.after.eventSubUs}::int4 * interval '1 microsecond',
           timestamptz 'epoch' + ${s.after.ingestedUs}::int8 * interval '1 microsecond')`
+  // event_time in whole ms and the µs past them: exact in a JavaScript number up to year 9999
+  // (its µs since 1970 are not past 2255)
   return sql<HistoryRow[]>`
-    SELECT h.entity_id, (extract(epoch FROM h.event_time) * 1000)::int8 AS event_ms,
+    SELECT h.entity_id, floor(extract(epoch FROM h.event_time) * 1000)::int8 AS event_ms,
+           (extract(epoch FROM h.event_time) * 1000000 - floor(extract(epoch FROM h.event_time) * 1000) * 1000)::int4 AS event_sub_us,
            (extract(epoch FROM h.ingested_at) * 1000000)::int8 AS ingested_us,
            h.value_num, h.value_text, h.superseded
     FROM (

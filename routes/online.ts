@@ -29,10 +29,10 @@ export default async function onlineRoutes (app: App): Promise<void> {
       }
       // a contract the cache knows, and values it holds: answered at once, as by features
       const known = online.cachedContract(contract)
-      const text = known === undefined ? undefined : online.readCachedJson(entities, known.refs)
+      const text = known === undefined ? undefined : online.readCachedJson(entities, contractRefs(known, '/querystring/contract'))
       if (text !== undefined) return sendJsonText(reply, withContract(text[0], known!))
       return online.contractRefs(contract, '/querystring/contract').then(async (c) => {
-        const [result] = await online.read(entities, c.refs, () => '/querystring/contract')
+        const [result] = await online.read(entities, contractRefs(c, '/querystring/contract'), () => '/querystring/contract')
         return { ...result, contract: { name: c.name, version: c.version } }
       })
     }
@@ -62,10 +62,10 @@ export default async function onlineRoutes (app: App): Promise<void> {
         throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
       }
       const known = online.cachedContract(contract)
-      const text = known === undefined ? undefined : online.readCachedJson(entities, known.refs)
+      const text = known === undefined ? undefined : online.readCachedJson(entities, contractRefs(known, '/body/contract'))
       if (text !== undefined) return sendJsonText(reply, withContract(`{"results":[${text.join(',')}]}`, known!))
       return online.contractRefs(contract, '/body/contract').then(async (c) => {
-        return { results: await online.read(entities, c.refs, () => '/body/contract'), contract: { name: c.name, version: c.version } }
+        return { results: await online.read(entities, contractRefs(c, '/body/contract'), () => '/body/contract'), contract: { name: c.name, version: c.version } }
       })
     }
     const cached = online.readCachedJson(entities, features)
@@ -81,6 +81,15 @@ export default async function onlineRoutes (app: App): Promise<void> {
 function sendJsonText (reply: FastifyReply, text: string): undefined {
   void reply.type(JSON_TYPE).send(text)
   return undefined
+}
+
+/** A contract's references, within the limit of features an online read may have (as a list of them is). */
+function contractRefs (c: { name: string, version: number, refs: string[] }, path: string): string[] {
+  if (c.refs.length > MAX_ONLINE_FEATURES) {
+    throw new UnprocessableError(`Contract '${c.name}@${c.version}' has ${c.refs.length} features, more than the ${MAX_ONLINE_FEATURES} an online read may have; list the features needed instead`,
+      [{ path, field: 'contract', rule: 'too_many_features', message: `${c.refs.length} features, at most ${MAX_ONLINE_FEATURES}` }])
+  }
+  return c.refs
 }
 
 /** A JSON object's text with the contract that was read added as its last member. */

@@ -1,14 +1,14 @@
 import { Type, type Static } from 'typebox'
-import { Name, Cursor, Limit, NAME_PATTERN } from './common.js'
+import { Name, Cursor, Limit, NAME_PATTERN, Nullable } from './common.js'
 import { Description, EntityType, NullableNumber, Owner, Tags, ValidationRulesInput } from './features.js'
 
 export const ContractStatus = Type.Unsafe<'draft' | 'active' | 'retired'>({ type: 'string', enum: ['draft', 'active', 'retired'] })
-const Fraction = Type.Unsafe<number | null>({ type: ['number', 'null'], minimum: 0, maximum: 1 })
+const Fraction = Nullable(Type.Number({ minimum: 0, maximum: 1 }))
 
 /** Overrides of the feature's own validation rules, plus a null-fraction limit on the data set. */
 export const ContractFeatureRules = Type.Object({
   ...ValidationRulesInput.properties,
-  max_null_fraction: Type.Optional(Type.Unsafe<number | null>({ type: ['number', 'null'], minimum: 0, maximum: 1, description: 'largest share of null values of this feature in a data set (overrides the contract-wide one)' })),
+  max_null_fraction: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 1 }), 'largest share of null values of this feature in a data set (overrides the contract-wide one)')),
 }, { additionalProperties: false, description: 'overrides of the definition rules: a key replaces the rule, null clears min, max or allowed_values' })
 
 export const ContractFeature = Type.Object({
@@ -18,12 +18,12 @@ export const ContractFeature = Type.Object({
 }, { additionalProperties: false })
 
 export const ContractRulesInput = Type.Object({
-  min_rows: Type.Optional(Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 0, description: 'fewest rows a data set may have' })),
+  min_rows: Type.Optional(Nullable(Type.Integer({ minimum: 0 }), 'fewest rows a data set may have')),
   max_null_fraction: Type.Optional(Fraction),
 }, { additionalProperties: false, description: 'rules on the whole data set' })
 
 export const ContractRulesOutput = Type.Object({
-  min_rows: Type.Unsafe<number | null>({ type: ['integer', 'null'] }),
+  min_rows: Nullable(Type.Integer()),
   max_null_fraction: NullableNumber,
 })
 
@@ -32,7 +32,7 @@ export const Contract = Type.Object({
   version: Type.Integer({ minimum: 1 }),
   description: Type.String(),
   entity: Type.String(),
-  owner: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  owner: Nullable(Type.String()),
   tags: Type.Array(Type.String()),
   features: Type.Array(Type.Object({
     feature: Type.String(),
@@ -114,11 +114,11 @@ export type ListContractsFilter = Static<typeof ListContractsQuery>
 
 export const ContractList = Type.Object({
   items: Type.Array(Contract, { description: 'one entry per contract: its latest active version (else its latest version), ordered by name' }),
-  next_cursor: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  next_cursor: Nullable(Type.String()),
 })
 export const ContractVersionList = Type.Object({
   items: Type.Array(Contract, { description: 'versions in ascending order' }),
-  next_cursor: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  next_cursor: Nullable(Type.String()),
 })
 
 export const ContractRefParams = Type.Object({
@@ -148,7 +148,7 @@ export const ValidateBody = Type.Object({
 export type ValidateInput = Static<typeof ValidateBody>
 
 const RowError = Type.Object({ row: Type.Integer(), feature: Type.String(), rule: Type.String(), message: Type.String() })
-const DatasetError = Type.Object({ feature: Type.Unsafe<string | null>({ type: ['string', 'null'] }), rule: Type.String(), message: Type.String() })
+const DatasetError = Type.Object({ feature: Nullable(Type.String()), rule: Type.String(), message: Type.String() })
 const FeatureSummary = Type.Object({
   version: Type.Integer({ description: 'the definition version the rows were checked against' }),
   required: Type.Boolean(),

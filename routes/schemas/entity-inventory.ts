@@ -4,7 +4,7 @@ import { Cursor, FeatureValue, Nullable } from './common.js'
 export const EntityInventoryQuery = Type.Object({
   stale_after: Type.Optional(Type.String({ description: 'an entity is stale when its latest value is older than this (e.g. 2h, 1d); default: the feature\'s ttl (none: stale is null)' })),
   prefix: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'only entity ids that start with this' })),
-  version: Type.Optional(Type.Integer({ minimum: 1, description: 'feature version (default: the latest active one)' })),
+  version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000, description: 'page size' })),
   cursor: Cursor,
 }, { additionalProperties: false })
@@ -23,7 +23,7 @@ export const EntityInventoryItem = Type.Object({
 export const EntityInventory = Type.Object({
   feature: Type.Object({ name: Type.String(), version: Type.Integer(), dtype: Type.String(), ttl: Nullable(Type.String()) }),
   as_of: Type.String({ description: 'the moment ages are measured from (the request\'s time)' }),
-  stale_after: Nullable(Type.String(), 'as given, or the feature\'s ttl; null: neither'),
+  stale_after: Nullable(Type.String(), 'the duration used (normalised, e.g. 60m as 1h): stale_after, else the feature\'s ttl; null: neither'),
   items: Type.Array(EntityInventoryItem, { description: 'ordered by entity_id' }),
   next_cursor: Nullable(Type.String(), 'pass as cursor for the next page; null: this was the last'),
 })

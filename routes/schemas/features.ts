@@ -1,11 +1,11 @@
 import { Type, type Static } from 'typebox'
-import { Name, Cursor, Limit } from './common.js'
+import { Name, Cursor, Limit, Nullable } from './common.js'
 
-// Nullable fields use JSON Schema type arrays, not anyOf: with the service's type coercion
-// an anyOf would turn null into 0 or "" before the null branch is tried.
-export const NullableNumber = Type.Unsafe<number | null>({ type: ['number', 'null'] })
+// Nullable fields are JSON Schema type lists (Nullable, common.ts), not anyOf: with the service's
+// type coercion an anyOf would turn null into 0 or "" before the null branch is tried.
+export const NullableNumber = Nullable(Type.Number())
 const nullableString = (maxLength: number, description: string, examples?: string[]) =>
-  Type.Unsafe<string | null>({ type: ['string', 'null'], maxLength, description, ...(examples ? { examples } : {}) })
+  Nullable(Type.String({ maxLength, ...(examples ? { examples } : {}) }), description)
 
 export const Dtype = Type.Unsafe<'float64' | 'int64' | 'bool' | 'string'>({
   type: 'string', enum: ['float64', 'int64', 'bool', 'string'], description: 'value type; int64 values lie within ±2^53-1',
@@ -17,10 +17,7 @@ export const Description = Type.String({ maxLength: 4096, description: 'what the
 export const Owner = nullableString(256, 'team or person responsible', ['quant-research'])
 export const Unit = nullableString(64, 'unit of the values', ['USDT'])
 export const Tags = Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64, uniqueItems: true, description: 'free-form labels', examples: [['market', 'price']] })
-export const Ttl = Type.Unsafe<string | null>({
-  type: ['string', 'null'], maxLength: 32,
-  description: 'maximum age a value may have at a point in time (500ms, 90s, 15m, 1h, 7d, 2w); null = unbounded', examples: ['2h'],
-})
+export const Ttl = Nullable(Type.String({ maxLength: 32, examples: ['2h'] }), 'maximum age a value may have at a point in time (500ms, 90s, 15m, 1h, 7d, 2w); null = unbounded')
 export const DependsOn = Type.Array(Type.String({ maxLength: 80 }), {
   maxItems: 64, description: 'features this one is computed from: name (latest active version) or name@version', examples: [['close_price']],
 })
@@ -32,8 +29,8 @@ const AllowedValues = Type.Unsafe<Array<string | number | boolean> | null>({
 /** Rules as written in a request: absent keys keep their default (or the previous version's rule). */
 export const ValidationRulesInput = Type.Object({
   nullable: Type.Optional(Type.Boolean({ description: 'null values accepted (default true)' })),
-  min: Type.Optional(Type.Unsafe<number | null>({ type: ['number', 'null'], description: 'smallest value accepted (numeric dtypes); null = none' })),
-  max: Type.Optional(Type.Unsafe<number | null>({ type: ['number', 'null'], description: 'largest value accepted (numeric dtypes); null = none' })),
+  min: Type.Optional(Nullable(Type.Number(), 'smallest value accepted (numeric dtypes); null = none')),
+  max: Type.Optional(Nullable(Type.Number(), 'largest value accepted (numeric dtypes); null = none')),
   allowed_values: Type.Optional(AllowedValues),
   allow_non_finite: Type.Optional(Type.Boolean({ description: 'NaN and ±Infinity accepted (float64 only; default false)' })),
 }, { additionalProperties: false })
@@ -52,12 +49,12 @@ export const FeatureDefinition = Type.Object({
   entity: Type.String(),
   dtype: Dtype,
   description: Type.String(),
-  owner: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  owner: Nullable(Type.String()),
   tags: Type.Array(Type.String()),
-  unit: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  unit: Nullable(Type.String()),
   validation: ValidationRulesOutput,
-  ttl: Type.Unsafe<string | null>({ type: ['string', 'null'], description: 'e.g. 2h; null = unbounded' }),
-  shared_entity_id: Type.Unsafe<string | null>({ type: ['string', 'null'], description: 'market-wide features: the entity id their values are stored under' }),
+  ttl: Nullable(Type.String(), 'e.g. 2h; null = unbounded'),
+  shared_entity_id: Nullable(Type.String(), 'market-wide features: the entity id their values are stored under'),
   depends_on: Type.Array(Type.String()),
   status: DefinitionStatus,
   created_at: Type.String({ format: 'date-time' }),
@@ -70,7 +67,7 @@ export const FeatureDefinition = Type.Object({
 })
 export type FeatureDefinitionApi = Static<typeof FeatureDefinition>
 
-const SharedEntityId = Type.Unsafe<string | null>({ type: ['string', 'null'], minLength: 1, maxLength: 256, description: 'Market-wide feature: values are stored under this one entity id (e.g. MARKET) and every entity reads them; null = one value per entity', examples: ['MARKET'] })
+const SharedEntityId = Nullable(Type.String({ minLength: 1, maxLength: 256, examples: ['MARKET'] }), 'Market-wide feature: values are stored under this one entity id (e.g. MARKET) and every entity reads them; null = one value per entity')
 
 export const CreateFeatureBody = Type.Object({
   name: Name,
@@ -136,12 +133,12 @@ export type ListFeaturesFilter = Static<typeof ListFeaturesQuery>
 
 export const FeatureList = Type.Object({
   items: Type.Array(FeatureDefinition, { description: 'one entry per feature: its latest active version (its latest version when every version is deprecated), ordered by name' }),
-  next_cursor: Type.Unsafe<string | null>({ type: ['string', 'null'], description: 'pass as cursor for the next page; null on the last page' }),
+  next_cursor: Nullable(Type.String(), 'pass as cursor for the next page; null on the last page'),
 })
 
 export const FeatureVersionList = Type.Object({
   items: Type.Array(FeatureDefinition, { description: 'versions in ascending order' }),
-  next_cursor: Type.Unsafe<string | null>({ type: ['string', 'null'] }),
+  next_cursor: Nullable(Type.String()),
 })
 
 export const VersionsQuery = Type.Object({ limit: Limit, cursor: Cursor }, { additionalProperties: false })

@@ -24,7 +24,7 @@ export type EntityValues = Static<typeof EntityValues>
 
 export const OnlineParams = Type.Object({ entity_id: EntityId })
 
-const ContractRef = Type.String({ minLength: 1, description: 'a contract (name: its latest active version; or name@version): its features, keyed by their references in the contract. Instead of features; one registry read a request for an unpinned name' })
+const ContractRef = Type.String({ minLength: 1, description: 'a contract (name: its latest active version; or name@version): its features, keyed by their references in the contract. Instead of features' })
 
 export const OnlineQuery = Type.Object({
   features: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated feature references (name or name@version), at most 100 (or give contract)', examples: ['close_price,volume'] })),

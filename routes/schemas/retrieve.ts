@@ -1,9 +1,12 @@
 import { Type, type Static } from 'typebox'
 import { EntityId, FeatureValue, Nullable, Ref, Timestamp } from './common.js'
 
+/** Most features one retrieval may read (listed, or from a contract). */
+export const MAX_RETRIEVE_FEATURES = 500
+
 export const RetrieveRequestSchema = Type.Object({
   entities: Type.Array(EntityId, { minItems: 1, maxItems: 10_000, description: 'entity ids; one result per id, in this order, duplicates kept' }),
-  features: Type.Optional(Type.Array(Ref, { minItems: 1, maxItems: 500, description: 'feature references (name = latest active version, or name@version); or give contract' })),
+  features: Type.Optional(Type.Array(Ref, { minItems: 1, maxItems: MAX_RETRIEVE_FEATURES, description: 'feature references (name = latest active version, or name@version); or give contract' })),
   contract: Type.Optional(Type.String({ minLength: 1, description: 'a contract (name: its latest active version; or name@version): its features, keyed by their references in the contract. Instead of features' })),
   as_of: Timestamp,
   as_of_system_time: Type.Optional(Type.Union([Type.String(), Type.Integer()], {
@@ -43,7 +46,7 @@ export const RetrieveResponseSchema = Type.Object({
   contract: Type.Optional(Type.Object({ name: Type.String(), version: Type.Integer() }, { description: 'the contract version whose features were read (when contract was given)' })),
   results: Type.Array(Type.Object({
     entity_id: Type.String(),
-    values: Type.Record(Type.String(), PointValue, { description: 'keyed by the reference as requested' }),
+    values: Type.Record(Type.String(), PointValue, { description: 'keyed by the reference as requested (or as the contract names it)' }),
   })),
 }, {
   examples: [{

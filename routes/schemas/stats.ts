@@ -9,7 +9,7 @@ export const FeatureStatsQuery = Type.Object({
   from: Type.Optional(RangeFrom),
   to: Type.Optional(RangeTo),
   entity_id: Type.Optional(EntityId),
-  version: Type.Optional(Type.Integer({ minimum: 1, description: 'feature version (default: the latest active one)' })),
+  version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' })),
 }, { additionalProperties: false })
 export type FeatureStatsQuery = Static<typeof FeatureStatsQuery>
 

@@ -54,7 +54,8 @@ export function decodeCursor<K extends 'string' | 'number'> (cursor: string | un
   if (cursor === undefined) return undefined
   try {
     const k = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { k?: unknown }).k
-    if (typeof k === kind) return k as K extends 'string' ? string : number
+    // a key the database could not hold (NUL) or no listing gives (very long) is not a cursor
+    if (typeof k === kind && (typeof k !== 'string' || (k.length <= 1024 && !k.includes('\u0000')))) return k as K extends 'string' ? string : number
   } catch { /* reported below */ }
   throw new BadRequestError('The cursor is not one this service issued: pass next_cursor of the previous page unchanged', [{ path: '/querystring/cursor', rule: 'cursor', message: 'is not a valid cursor' }])
 }

@@ -1,6 +1,6 @@
 import type { Sql } from '../../db/connection.js'
 import type { BoundedReads } from '../../db/point-in-time.js'
-import type { RetrieveRequest, RetrieveResponse } from '../../routes/schemas/retrieve.js'
+import { MAX_RETRIEVE_FEATURES, type RetrieveRequest, type RetrieveResponse } from '../../routes/schemas/retrieve.js'
 import { UnprocessableError } from '../domain/errors.js'
 import { entityIdProblem } from '../domain/names.js'
 import { formatTimestamp, parseTimestamp } from '../domain/time.js'
@@ -29,6 +29,10 @@ export class RetrievalService {
       throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
     }
     const contract = request.contract === undefined ? undefined : await resolveContract(this.sql, request.contract, '/body/contract')
+    if (contract !== undefined && contract.refs.length > MAX_RETRIEVE_FEATURES) {
+      throw new UnprocessableError(`Contract '${contract.name}@${contract.version}' has ${contract.refs.length} features, more than the ${MAX_RETRIEVE_FEATURES} a retrieval may have; list the features needed instead`,
+        [{ path: '/body/contract', field: 'contract', rule: 'too_many_features', message: `${contract.refs.length} features, at most ${MAX_RETRIEVE_FEATURES}` }])
+    }
     // one join column per distinct reference; answers are keyed by the reference as given
     const refs = [...new Set(contract?.refs ?? request.features)]
     const features = await resolveFeatures(this.sql, refs, contract === undefined ? '/body/features' : '/body/contract')

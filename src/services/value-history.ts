@@ -1,6 +1,7 @@
 import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { readValueHistory, type HistoryKey } from '../../db/value-history.js'
+import { soundCutoff } from '../../db/knowledge.js'
 import type { ValueHistory, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
 import { BadRequestError, NotFoundError, type FieldError } from '../domain/errors.js'
 import { formatRef } from '../domain/feature-ref.js'
@@ -30,17 +31,22 @@ export class ValueHistoryService {
     }
     const fromMs = time(q.from, 'from')
     const toMs = time(q.to, 'to')
-    const cutoffMs = time(q.as_of_system_time, 'as_of_system_time')
+    const requestedCutoffMs = time(q.as_of_system_time, 'as_of_system_time')
     if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
       errors.push({ path: '/querystring/to', field: 'to', rule: 'range', message: 'must be later than from' })
     }
-    const after = q.cursor === undefined ? undefined : decodeHistoryCursor(q.cursor, errors)
+    const cursor = q.cursor === undefined ? undefined : decodeHistoryCursor(q.cursor, errors)
     if (errors.length > 0) throw new BadRequestError(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors)
 
     const ref = { name, version: q.version }
     const def = (await findDefinitionsByRefs(this.sql, [ref])).get(formatRef(ref))
     if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
 
+    // K: a sound cutoff (no later write can be stamped at or before it), as retrievals take it,
+    // so that the same K always shows the same rows; the first page's K goes on in the cursor,
+    // so that the pages of one listing show one state of the store
+    const cutoffMs = cursor?.cutoffMs ?? await soundCutoff(this.sql, requestedCutoffMs)
+    const after = cursor?.after
     const limit = q.limit ?? DEFAULT_HISTORY_LIMIT
     const corrections = q.corrections ?? 'all'
     // a market-wide feature keeps every entity's values under its one shared entity id
@@ -50,7 +56,7 @@ export class ValueHistoryService {
       ...(storedEntity === undefined ? {} : { entityId: storedEntity }),
       ...(fromMs === undefined ? {} : { fromMs }),
       ...(toMs === undefined ? {} : { toMs }),
-      ...(cutoffMs === undefined ? {} : { cutoffMs }),
+      cutoffMs,
       latestOnly: corrections === 'latest',
       ...(after === undefined ? {} : { after }),
       limit: limit + 1,
@@ -64,7 +70,7 @@ export class ValueHistoryService {
       stored_under: storedEntity ?? null,
       from: fromMs === undefined ? null : formatTimestamp(fromMs),
       to: toMs === undefined ? null : formatTimestamp(toMs),
-      as_of_system_time: cutoffMs === undefined ? null : formatTimestamp(cutoffMs),
+      as_of_system_time: formatTimestamp(cutoffMs),
       corrections,
       items: page.map((r) => {
         const value = decodeValue(def.dtype, r.value_num, r.value_text)
@@ -79,7 +85,7 @@ export class ValueHistoryService {
           superseded: r.superseded,
         }
       }),
-      next_cursor: more ? encodeHistoryCursor({ entityId: last.entity_id, eventMs: last.event_ms, ingestedUs: last.ingested_us }) : null,
+      next_cursor: more ? encodeHistoryCursor({ after: { entityId: last.entity_id, eventMs: last.event_ms, eventSubUs: last.event_sub_us, ingestedUs: last.ingested_us }, cutoffMs }) : null,
     }
   }
 }
@@ -88,16 +94,23 @@ export class ValueHistoryService {
 const MIN_CURSOR_MS = Date.UTC(1899, 11, 31)
 const MAX_CURSOR_MS = Date.UTC(10000, 0, 2)
 const isInRange = (x: unknown, lo: number, hi: number): boolean => Number.isSafeInteger(x) && (x as number) >= lo && (x as number) <= hi
+/** An entity id as the store may hold one (PostgreSQL text holds no NUL). */
+const isStorableId = (x: unknown): x is string => typeof x === 'string' && x.length <= 256 && !x.includes('\u0000')
 
-function encodeHistoryCursor (k: HistoryKey): string {
-  return Buffer.from(JSON.stringify([k.entityId, k.eventMs, k.ingestedUs])).toString('base64url')
+/** A page's cursor: the last row it listed, and the cutoff of the listing. */
+interface HistoryCursor { after: HistoryKey, cutoffMs: number }
+
+function encodeHistoryCursor (c: HistoryCursor): string {
+  const k = c.after
+  return Buffer.from(JSON.stringify([k.entityId, k.eventMs, k.eventSubUs, k.ingestedUs, c.cutoffMs])).toString('base64url')
 }
 
-function decodeHistoryCursor (cursor: string, errors: FieldError[]): HistoryKey | undefined {
+function decodeHistoryCursor (cursor: string, errors: FieldError[]): HistoryCursor | undefined {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
-    if (Array.isArray(v) && v.length === 3 && typeof v[0] === 'string' && isInRange(v[1], MIN_CURSOR_MS, MAX_CURSOR_MS) && isInRange(v[2], 0, Number.MAX_SAFE_INTEGER)) {
-      return { entityId: v[0], eventMs: v[1] as number, ingestedUs: v[2] as number }
+    if (Array.isArray(v) && v.length === 5 && isStorableId(v[0]) && isInRange(v[1], MIN_CURSOR_MS, MAX_CURSOR_MS) && isInRange(v[2], 0, 999) &&
+        isInRange(v[3], 0, Number.MAX_SAFE_INTEGER) && isInRange(v[4], MIN_CURSOR_MS, MAX_CURSOR_MS)) {
+      return { after: { entityId: v[0], eventMs: v[1] as number, eventSubUs: v[2] as number, ingestedUs: v[3] as number }, cutoffMs: v[4] as number }
     }
   } catch { /* reported below */ }
   errors.push({ path: '/querystring/cursor', field: 'cursor', rule: 'cursor', message: 'is not a cursor of this listing: pass next_cursor of the previous page unchanged' })

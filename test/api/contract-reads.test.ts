@@ -130,3 +130,29 @@ t.test('bad requests name the field', async (t) => {
   await expectProblem('POST', '/v1/retrieve', { entities: ['BTC'], contract: 'momentum', as_of: Date.now() }, 422, '/body/contract/1', 'unknown_feature')
   await expectProblem('POST', '/v1/online', { entities: ['BTC'], contract: 'momentum' }, 422, '/body/contract', 'unknown_feature')
 })
+
+t.test('a contract larger than a read may be: the same limits as a list of features', async (t) => {
+  const ctx = await buildTestApp(t)
+  const names = Array.from({ length: 501 }, (_, i) => `f${i}`)
+  await ctx.sql`INSERT INTO feature_definitions (name, version, entity, dtype, validation, status) SELECT n, 1, 'symbol', 'float64', '{"nullable": true, "allow_non_finite": false}'::jsonb, 'active' FROM unnest(${names}::text[]) n`
+  const make = async (name: string, n: number): Promise<void> => {
+    const res = await call(ctx, 'POST', '/v1/contracts', { name, entity: 'symbol', status: 'active', features: names.slice(0, n).map((feature) => ({ feature })) })
+    if (res.status !== 201) throw new Error(JSON.stringify(res.body))
+  }
+  await make('wide', 101)
+  await make('widest', 501)
+  await make('fits', 100)
+  for (const url of ['/v1/online/BTC?contract=wide', '/v1/online/BTC?contract=wide']) { // uncached, then cached
+    const res = await call(ctx, 'GET', url)
+    t.equal(res.status, 422, JSON.stringify(res.body))
+    t.match(res.body.errors, [{ path: '/querystring/contract', rule: 'too_many_features' }])
+  }
+  const batch = await call(ctx, 'POST', '/v1/online', { entities: ['BTC'], contract: 'wide' })
+  t.equal(batch.status, 422)
+  t.match(batch.body.errors, [{ path: '/body/contract', rule: 'too_many_features' }])
+  t.equal((await call(ctx, 'GET', '/v1/online/BTC?contract=fits')).status, 200)
+  t.equal((await call(ctx, 'POST', '/v1/retrieve', { entities: ['BTC'], contract: 'wide', as_of: Date.now() })).status, 200, '101 features: within a retrieval\'s 500')
+  const widest = await call(ctx, 'POST', '/v1/retrieve', { entities: ['BTC'], contract: 'widest', as_of: Date.now() })
+  t.equal(widest.status, 422)
+  t.match(widest.body.errors, [{ path: '/body/contract', rule: 'too_many_features' }])
+})

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { buildTestApp, type TestContext } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
+import { ValueStaging } from '../../db/values.js'
 
 const H = 3_600_000
 const T0 = Date.UTC(2023, 5, 1)
@@ -168,9 +169,12 @@ t.test('bad requests are 4xx problems naming the field', async (t) => {
   await expectProblem('?limit=10001', 400, 'limit')
   await expectProblem('?corrections=some', 400, 'corrections')
   await expectProblem('?version=0', 400, 'version')
+  await expectProblem('?version=99999999999', 400, 'version')
   await expectProblem('?colour=red', 400, 'colour')
   await expectProblem('?entity_id=', 400, 'entity_id')
-  for (const cursor of ['nonsense', Buffer.from('[1,2,3]').toString('base64url'), Buffer.from('["A",1e300,5]').toString('base64url'), Buffer.from('["A",0,-1]').toString('base64url'), Buffer.from('{"k":1}').toString('base64url')]) {
+  const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url')
+  for (const cursor of ['nonsense', b64([1, 2, 3]), b64(['A', 1e300, 0, 5, T0]), b64(['A', 0, 0, -1, T0]), b64(['A', 0, 1000, 1, T0]), b64(['A', 0, 0, 1, 1e300]), b64(['A', 0, 0, 1]),
+    b64(['A\u0000', 0, 0, 1, T0]), b64(['A'.repeat(300), 0, 0, 1, T0]), b64({ k: 1 })]) {
     await expectProblem(`?cursor=${cursor}`, 400, 'cursor')
   }
   await expectProblem('', 404, undefined, 'no_such_feature')
@@ -192,4 +196,69 @@ t.test('needs the read scope when authentication is on', async (t) => {
   const { key } = await ctx.app.services.apiKeys.create({ name: 'reader', scopes: ['read'] }, null)
   const read = await ctx.app.inject({ method: 'GET', url: '/v1/features/close_price/values', headers: { authorization: `Bearer ${key}` } })
   t.equal(read.statusCode, 200, read.body)
+})
+
+t.test('as_of_system_time is a sound cutoff: the same K shows the same rows, as retrievals at K do', async (t) => {
+  const ctx = await buildTestApp(t)
+  const f = await insertDefinition(ctx.sql, { name: 'close_price' })
+  await appendValues(ctx.sql, [{ featureId: f, entityId: 'A', eventTimeMs: T0, num: 1 }])
+  // a correction stamped but not committed yet
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let stamped!: () => void
+  const isStamped = new Promise<void>((resolve) => { stamped = resolve })
+  const writer = ctx.sql.begin(async (tx) => {
+    const staging = new ValueStaging(tx)
+    await staging.open()
+    await staging.add({ featureId: f, entityId: 'A', eventTimeMs: T0, num: 2, text: null })
+    const result = await staging.commit()
+    stamped()
+    await gate
+    return result
+  })
+  await isStamped
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const k = Date.now()
+  const first = ctx.app.inject({ method: 'GET', url: `/v1/features/close_price/values?entity_id=A&as_of_system_time=${k}` })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  release()
+  await writer
+  const before = (await first).json()
+  const after = (await ctx.app.inject({ method: 'GET', url: `/v1/features/close_price/values?entity_id=A&as_of_system_time=${k}` })).json()
+  t.same(before.items.map((i: Item) => [i.value, i.superseded]), [[1, true], [2, false]], 'the read waited for the write stamped before K')
+  t.same(after.items, before.items, 'the same K, the same history')
+  t.equal(before.as_of_system_time, iso(k))
+
+  const future = (await ctx.app.inject({ method: 'GET', url: '/v1/features/close_price/values?as_of_system_time=9999-01-01T00:00:00Z' })).json()
+  t.ok(Date.parse(future.as_of_system_time) <= Date.now(), 'a cutoff later than now is now')
+})
+
+t.test('the pages of one listing show one state of the store (the cursor keeps the first page\'s cutoff)', async (t) => {
+  const ctx = await buildTestApp(t)
+  const f = await insertDefinition(ctx.sql, { name: 'close_price' })
+  await appendValues(ctx.sql, [{ featureId: f, entityId: 'A', eventTimeMs: T0, num: 1 }, { featureId: f, entityId: 'A', eventTimeMs: T0 + 1, num: 5 }])
+  const p1 = (await history(ctx, 'close_price', '?corrections=latest&limit=1')).body
+  await appendValues(ctx.sql, [{ featureId: f, entityId: 'A', eventTimeMs: T0, num: 2 }, { featureId: f, entityId: 'B', eventTimeMs: T0, num: 9 }])
+  const p2 = (await history(ctx, 'close_price', `?corrections=latest&limit=10&cursor=${p1.next_cursor}`)).body
+  t.equal(p2.as_of_system_time, p1.as_of_system_time)
+  t.same([...p1.items, ...p2.items].map((i: Item) => [i.entity_id, i.value]), [['A', 1], ['A', 5]], 'written after the first page: in none of its pages')
+  const fresh = (await history(ctx, 'close_price', '?corrections=latest')).body
+  t.same(fresh.items.map((i: Item) => [i.entity_id, i.value]), [['A', 2], ['A', 5], ['B', 9]], 'a new listing sees them')
+})
+
+t.test('rows written by hand with sub-millisecond event times are paged exactly', async (t) => {
+  const ctx = await buildTestApp(t)
+  const f = await insertDefinition(ctx.sql, { name: 'close_price' })
+  await ctx.sql`INSERT INTO feature_snapshots (feature_id, entity_id, event_time, ingested_at, value_num) VALUES
+    (${f}, 'A', '2023-06-01T00:00:00.0006Z', '2023-07-01T00:00:00Z', 1),
+    (${f}, 'A', '2023-06-01T00:00:00.0006Z', '2023-07-02T00:00:00Z', 2),
+    (${f}, 'A', '2023-06-01T00:00:00.0004Z', '2023-07-01T00:00:00Z', 3),
+    (${f}, 'A', '1969-12-31T23:59:59.9995Z', '2023-07-01T00:00:00Z', 4)`
+  for (const limit of [1, 2, 3]) {
+    const { items, pages } = await allPages(ctx, 'close_price', `?limit=${limit}`)
+    t.same(items.map((i) => i.value), [4, 3, 1, 2], `pages of ${limit}: every row once, in order`)
+    t.equal(pages, Math.ceil(4 / limit))
+  }
+  const one = (await history(ctx, 'close_price', '')).body
+  t.same(one.items.map((i: Item) => [i.event_time, i.superseded]), [['1969-12-31T23:59:59.999Z', false], ['2023-06-01T00:00:00.000Z', false], ['2023-06-01T00:00:00.000Z', true], ['2023-06-01T00:00:00.000Z', false]], 'event_time shown to the millisecond (rounded down)')
 })
