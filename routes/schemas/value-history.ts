@@ -25,6 +25,7 @@ export const ValueHistoryItem = Type.Object({
   status: Type.Unsafe<'PRESENT' | 'NULL_VALUE'>({ type: 'string', enum: ['PRESENT', 'NULL_VALUE'] }),
   superseded: Type.Boolean({ description: 'a later correction of the same entity and event_time is known at as_of_system_time' }),
 })
+export type ValueHistoryItem = Static<typeof ValueHistoryItem>
 
 export const ValueHistory = Type.Object({
   feature: Type.Object({ name: Type.String(), version: Type.Integer(), dtype: Type.String() }),

@@ -434,7 +434,8 @@ function csvText (s: string): string {
   return CSV_NEEDS_QUOTES.test(s) ? `"${s.replace(/"/g, '""')}"` : s
 }
 
-function csvCell (v: unknown): string {
+/** One CSV cell: null and undefined empty, numbers and booleans as they print, strings quoted when needed, objects as quoted JSON. */
+export function csvCell (v: unknown): string {
   if (v === null || v === undefined) return ''
   if (typeof v === 'number') return String(v)
   if (typeof v === 'boolean') return v ? 'true' : 'false'

@@ -1,8 +1,9 @@
 import type { Sql } from '../../db/connection.js'
 import { findDefinitionsByRefs } from '../../db/definitions.js'
-import { readValueHistory, type HistoryKey } from '../../db/value-history.js'
+import { readValueHistory, type HistoryKey, type HistoryRow } from '../../db/value-history.js'
 import { soundCutoff } from '../../db/knowledge.js'
-import type { ValueHistory, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
+import type { ValueHistory, ValueHistoryItem, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
+import type { FeatureDefinition } from '../domain/feature.js'
 import { BadRequestError, NotFoundError, type FieldError } from '../domain/errors.js'
 import { formatRef } from '../domain/feature-ref.js'
 import { assertName } from '../domain/names.js'
@@ -19,7 +20,49 @@ export const MAX_HISTORY_LIMIT = 10_000
 export class ValueHistoryService {
   constructor (private readonly sql: Sql) {}
 
+  /** One page of the history (the JSON answer). */
   async history (name: string, q: ValueHistoryQuery): Promise<ValueHistory> {
+    const listing = await this.prepare(name, q)
+    const limit = q.limit ?? DEFAULT_HISTORY_LIMIT
+    const rows = await this.read(listing, listing.after, limit + 1)
+    const more = rows.length > limit
+    const page = more ? rows.slice(0, limit) : rows
+    return {
+      feature: { name: listing.def.name, version: listing.def.version, dtype: listing.def.dtype },
+      entity_id: q.entity_id ?? null,
+      stored_under: listing.storedEntity ?? null,
+      from: listing.fromMs === undefined ? null : formatTimestamp(listing.fromMs),
+      to: listing.toMs === undefined ? null : formatTimestamp(listing.toMs),
+      as_of_system_time: formatTimestamp(listing.cutoffMs),
+      corrections: listing.corrections,
+      items: page.map((r) => historyItem(listing.def, r)),
+      next_cursor: more ? encodeHistoryCursor({ after: keyOf(page[page.length - 1]), cutoffMs: listing.cutoffMs }) : null,
+    }
+  }
+
+  /**
+   * Every row of the listing after the cursor (if any), in pages of EXPORT_PAGE_ROWS read one
+   * after the other at the listing's cutoff: what the streamed answers (NDJSON, CSV) are made
+   * from, in memory of one page. Everything is checked before the first page is read.
+   */
+  async export (name: string, q: ValueHistoryQuery): Promise<{ listing: HistoryListing, pages: AsyncGenerator<ValueHistoryItem[]> }> {
+    const listing = await this.prepare(name, q)
+    const read = this.read.bind(this)
+    async function * pages (): AsyncGenerator<ValueHistoryItem[]> {
+      let after = listing.after
+      for (;;) {
+        const rows = await read(listing, after, EXPORT_PAGE_ROWS)
+        if (rows.length === 0) return
+        yield rows.map((r) => historyItem(listing.def, r))
+        if (rows.length < EXPORT_PAGE_ROWS) return
+        after = keyOf(rows[rows.length - 1])
+      }
+    }
+    return { listing, pages: pages() }
+  }
+
+  /** Checks the request (4xx), finds the feature version and fixes the cutoff of the listing. */
+  private async prepare (name: string, q: ValueHistoryQuery): Promise<HistoryListing> {
     assertName(name, 'name')
     const errors: FieldError[] = []
     const time = (v: string | number | undefined, field: string): number | undefined => {
@@ -41,52 +84,62 @@ export class ValueHistoryService {
     const ref = { name, version: q.version }
     const def = (await findDefinitionsByRefs(this.sql, [ref])).get(formatRef(ref))
     if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
-
-    // K: a sound cutoff (no later write can be stamped at or before it), as retrievals take it,
-    // so that the same K always shows the same rows; the first page's K goes on in the cursor,
-    // so that the pages of one listing show one state of the store
-    const cutoffMs = cursor?.cutoffMs ?? await soundCutoff(this.sql, requestedCutoffMs)
-    const after = cursor?.after
-    const limit = q.limit ?? DEFAULT_HISTORY_LIMIT
-    const corrections = q.corrections ?? 'all'
-    // a market-wide feature keeps every entity's values under its one shared entity id
-    const storedEntity = q.entity_id === undefined ? undefined : (def.shared_entity_id ?? q.entity_id)
-    const rows = await readValueHistory(this.sql, {
-      featureId: def.id,
-      ...(storedEntity === undefined ? {} : { entityId: storedEntity }),
-      ...(fromMs === undefined ? {} : { fromMs }),
-      ...(toMs === undefined ? {} : { toMs }),
-      cutoffMs,
-      latestOnly: corrections === 'latest',
-      ...(after === undefined ? {} : { after }),
-      limit: limit + 1,
-    })
-    const more = rows.length > limit
-    const page = more ? rows.slice(0, limit) : rows
-    const last = page[page.length - 1]
     return {
-      feature: { name: def.name, version: def.version, dtype: def.dtype },
-      entity_id: q.entity_id ?? null,
-      stored_under: storedEntity ?? null,
-      from: fromMs === undefined ? null : formatTimestamp(fromMs),
-      to: toMs === undefined ? null : formatTimestamp(toMs),
-      as_of_system_time: formatTimestamp(cutoffMs),
-      corrections,
-      items: page.map((r) => {
-        const value = decodeValue(def.dtype, r.value_num, r.value_text)
-        return {
-          entity_id: r.entity_id,
-          event_time: formatTimestamp(r.event_ms),
-          // rounded up to the millisecond, as ingest answers it: as_of_system_time = ingested_at sees the row
-          ingested_at: formatTimestamp(Math.ceil(r.ingested_us / 1000)),
-          ingested_at_us: r.ingested_us,
-          value,
-          status: value === null ? 'NULL_VALUE' as const : 'PRESENT' as const,
-          superseded: r.superseded,
-        }
-      }),
-      next_cursor: more ? encodeHistoryCursor({ after: { entityId: last.entity_id, eventMs: last.event_ms, eventSubUs: last.event_sub_us, ingestedUs: last.ingested_us }, cutoffMs }) : null,
+      def,
+      // a market-wide feature keeps every entity's values under its one shared entity id
+      storedEntity: q.entity_id === undefined ? undefined : (def.shared_entity_id ?? q.entity_id),
+      fromMs,
+      toMs,
+      // K: a sound cutoff (no later write can be stamped at or before it), as retrievals take
+      // it, so that the same K always shows the same rows; the first page's K goes on in the
+      // cursor, so that the pages of one listing show one state of the store
+      cutoffMs: cursor?.cutoffMs ?? await soundCutoff(this.sql, requestedCutoffMs),
+      corrections: q.corrections ?? 'all',
+      after: cursor?.after,
     }
+  }
+
+  private async read (l: HistoryListing, after: HistoryKey | undefined, limit: number): Promise<HistoryRow[]> {
+    return readValueHistory(this.sql, {
+      featureId: l.def.id,
+      ...(l.storedEntity === undefined ? {} : { entityId: l.storedEntity }),
+      ...(l.fromMs === undefined ? {} : { fromMs: l.fromMs }),
+      ...(l.toMs === undefined ? {} : { toMs: l.toMs }),
+      cutoffMs: l.cutoffMs,
+      latestOnly: l.corrections === 'latest',
+      ...(after === undefined ? {} : { after }),
+      limit,
+    })
+  }
+}
+
+/** A checked history request: the feature version, the filters and the cutoff of the listing. */
+export interface HistoryListing {
+  def: FeatureDefinition
+  storedEntity: string | undefined
+  fromMs: number | undefined
+  toMs: number | undefined
+  cutoffMs: number
+  corrections: 'all' | 'latest'
+  after: HistoryKey | undefined
+}
+
+/** Rows per read of a streamed history. */
+const EXPORT_PAGE_ROWS = 10_000
+
+const keyOf = (r: HistoryRow): HistoryKey => ({ entityId: r.entity_id, eventMs: r.event_ms, eventSubUs: r.event_sub_us, ingestedUs: r.ingested_us })
+
+function historyItem (def: FeatureDefinition, r: HistoryRow): ValueHistoryItem {
+  const value = decodeValue(def.dtype, r.value_num, r.value_text)
+  return {
+    entity_id: r.entity_id,
+    event_time: formatTimestamp(r.event_ms),
+    // rounded up to the millisecond, as ingest answers it: as_of_system_time = ingested_at sees the row
+    ingested_at: formatTimestamp(Math.ceil(r.ingested_us / 1000)),
+    ingested_at_us: r.ingested_us,
+    value,
+    status: value === null ? 'NULL_VALUE' : 'PRESENT',
+    superseded: r.superseded,
   }
 }
 

@@ -262,3 +262,52 @@ t.test('rows written by hand with sub-millisecond event times are paged exactly'
   const one = (await history(ctx, 'close_price', '')).body
   t.same(one.items.map((i: Item) => [i.event_time, i.superseded]), [['1969-12-31T23:59:59.999Z', false], ['2023-06-01T00:00:00.000Z', false], ['2023-06-01T00:00:00.000Z', true], ['2023-06-01T00:00:00.000Z', false]], 'event_time shown to the millisecond (rounded down)')
 })
+
+t.test('NDJSON and CSV stream every row of the listing, at its cutoff, in the order of the pages', async (t) => {
+  const ctx = await buildTestApp(t)
+  const f = await insertDefinition(ctx.sql, { name: 'regime', dtype: 'string' })
+  const g = await insertDefinition(ctx.sql, { name: 'spread', validation: { allow_non_finite: true } })
+  const rows = []
+  for (let e = 0; e < 3; e++) for (let h = 0; h < 4000; h++) rows.push({ featureId: f, entityId: `E${e}`, eventTimeMs: T0 + h * H, text: h % 500 === 0 ? 'a "quoted", label' : `r${h % 7}` })
+  await appendValues(ctx.sql, rows)
+  await appendValues(ctx.sql, [{ featureId: f, entityId: 'E1', eventTimeMs: T0, text: '' }, { featureId: f, entityId: 'E1', eventTimeMs: T0 + H, text: null }])
+  await appendValues(ctx.sql, [{ featureId: g, entityId: 'A', eventTimeMs: T0, num: Number.NaN }, { featureId: g, entityId: 'A', eventTimeMs: T0 + 1, num: -Infinity }])
+
+  // the JSON pages, all of them: what the streams must hold
+  const { items } = await allPages(ctx, 'regime', '?limit=10000')
+  t.equal(items.length, 12_002)
+  const ndjson = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values', headers: { accept: 'application/x-ndjson' } })
+  t.equal(ndjson.statusCode, 200, ndjson.body.slice(0, 500))
+  t.match(ndjson.headers['content-type'], /application\/x-ndjson/)
+  t.equal(ndjson.headers['x-feature-version'], 'regime@1')
+  t.ok(Date.parse(ndjson.headers['x-as-of-system-time'] as string) <= Date.now())
+  const streamed = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l))
+  t.same(streamed, items, 'NDJSON: every row, as the pages list them (pages of 10,000 read one after the other)')
+
+  const csv = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values?entity_id=E1&to=2023-06-01T02:00:00Z', headers: { accept: 'text/csv' } })
+  t.equal(csv.statusCode, 200)
+  t.match(csv.headers['content-type'], /text\/csv/)
+  const lines = csv.body.trimEnd().split('\n')
+  t.equal(lines[0], 'entity_id,event_time,ingested_at,ingested_at_us,value,status,superseded')
+  const e1 = items.filter((i) => i.entity_id === 'E1' && Date.parse(i.event_time) < T0 + 2 * H)
+  t.same(lines.slice(1), e1.map((i) => `E1,${i.event_time},${i.ingested_at},${i.ingested_at_us},${i.value === null ? '' : i.value === '' ? '""' : i.value === 'a "quoted", label' ? '"a ""quoted"", label"' : String(i.value)},${i.status},${String(i.superseded)}`))
+  t.same(lines.slice(1).map((l) => /^E1,[^,]+,[^,]+,\d+,(.*),(PRESENT|NULL_VALUE),(true|false)$/.exec(l)?.[1]), ['"a ""quoted"", label"', '""', 'r1', ''], 'quoted text, an empty string, a null')
+
+  const nonFinite = await ctx.app.inject({ method: 'GET', url: '/v1/features/spread/values', headers: { accept: 'text/csv' } })
+  t.same(nonFinite.body.trimEnd().split('\n').slice(1).map((l) => l.split(',')[4]), ['NaN', '-Infinity'])
+
+  // after a cursor: the rest of the listing, at the cursor's cutoff
+  const first = (await history(ctx, 'regime', '?limit=5000&corrections=latest')).body
+  const rest = await ctx.app.inject({ method: 'GET', url: `/v1/features/regime/values?corrections=latest&cursor=${first.next_cursor}`, headers: { accept: 'application/x-ndjson' } })
+  const latest = (await allPages(ctx, 'regime', '?limit=10000&corrections=latest')).items
+  t.same([...first.items, ...rest.body.trimEnd().split('\n').map((l) => JSON.parse(l))], latest, 'a page, then the rest streamed: the whole listing')
+  t.equal(rest.headers['x-as-of-system-time'], first.as_of_system_time)
+
+  const empty = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values?entity_id=NONE', headers: { accept: 'text/csv' } })
+  t.equal(empty.body, 'entity_id,event_time,ingested_at,ingested_at_us,value,status,superseded\n', 'no rows: the header alone')
+  const bad = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values?from=soon', headers: { accept: 'text/csv' } })
+  t.equal(bad.statusCode, 400, 'a bad request is a problem before anything is streamed')
+  t.match(bad.headers['content-type'], /application\/problem\+json/)
+  const refused = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values', headers: { accept: 'image/png' } })
+  t.equal(refused.statusCode, 406)
+})
