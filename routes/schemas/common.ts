@@ -50,6 +50,8 @@ export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 export const Name = Type.String({ pattern: NAME_PATTERN, description: 'lowercase name: ^[a-z][a-z0-9_]{0,62}$', examples: ['close_price'] })
 export const Ref = Type.String({ description: 'feature reference: name (latest active version) or name@version', examples: ['close_price', 'close_price@2'] })
 export const EntityId = Type.String({ minLength: 1, maxLength: 256, description: 'entity id: 1 to 256 printable characters', examples: ['BTCUSDT'] })
+/** `?version=` of a feature route: a version number (int4, as stored); absent: the latest active one. */
+export const FeatureVersionFilter = Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' }))
 export const Cursor = Type.Optional(Type.String({ description: 'opaque cursor from next_cursor of the previous page' }))
 export const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'page size' }))
 

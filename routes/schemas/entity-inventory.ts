@@ -1,10 +1,10 @@
 import { Type, type Static } from 'typebox'
-import { Cursor, FeatureValue, Nullable } from './common.js'
+import { Cursor, FeatureValue, FeatureVersionFilter, Nullable } from './common.js'
 
 export const EntityInventoryQuery = Type.Object({
   stale_after: Type.Optional(Type.String({ description: 'an entity is stale when its latest value is older than this (e.g. 2h, 1d); default: the feature\'s ttl (none: stale is null)' })),
   prefix: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'only entity ids that start with this' })),
-  version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' })),
+  version: FeatureVersionFilter,
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000, description: 'page size' })),
   cursor: Cursor,
 }, { additionalProperties: false })

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { EntityId, Name, RangeFrom, RangeTo, Nullable } from './common.js'
+import { EntityId, FeatureVersionFilter, Name, Nullable, RangeFrom, RangeTo } from './common.js'
 
 
 export const FeatureNameParams = Type.Object({ name: Name })
@@ -9,7 +9,7 @@ export const FeatureStatsQuery = Type.Object({
   from: Type.Optional(RangeFrom),
   to: Type.Optional(RangeTo),
   entity_id: Type.Optional(EntityId),
-  version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' })),
+  version: FeatureVersionFilter,
 }, { additionalProperties: false })
 export type FeatureStatsQuery = Static<typeof FeatureStatsQuery>
 

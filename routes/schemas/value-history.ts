@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Cursor, EntityId, FeatureValue, Nullable, RangeFrom, RangeTo } from './common.js'
+import { Cursor, EntityId, FeatureValue, FeatureVersionFilter, Nullable, RangeFrom, RangeTo } from './common.js'
 
 export const ValueHistoryQuery = Type.Object({
   entity_id: Type.Optional(EntityId),
@@ -10,7 +10,7 @@ export const ValueHistoryQuery = Type.Object({
     default: 'all',
     description: 'all (default): every stored row, corrections included; latest: per (entity, event_time) only the latest row known at as_of_system_time (what a point-in-time read chooses from)',
   })),
-  version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'feature version (default: the latest active one)' })),
+  version: FeatureVersionFilter,
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000, description: 'page size' })),
   cursor: Cursor,
 }, { additionalProperties: false })

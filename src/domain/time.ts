@@ -1,3 +1,4 @@
+import type { FieldError } from './errors.js'
 /**
  * Timestamps at the API edge: RFC 3339 with a zone (`Z` or an offset) or epoch
  * milliseconds. Millisecond precision; finer non-zero digits are rejected, not rounded.
@@ -10,6 +11,18 @@ const MIN_MS = Date.UTC(1900, 0, 1)
 const MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 export type TimestampResult = { ok: true, ms: number } | { ok: false, message: string }
+
+/**
+ * A timestamp query parameter: epoch ms, or undefined when it is absent or does not parse (then
+ * its problem is added to `errors`, for one 400 naming every bad parameter).
+ */
+export function queryTimestamp (value: string | number | undefined, field: string, errors: FieldError[]): number | undefined {
+  if (value === undefined) return undefined
+  const t = parseTimestamp(value)
+  if (t.ok) return t.ms
+  errors.push({ path: `/querystring/${field}`, field, rule: 'timestamp', message: t.message })
+  return undefined
+}
 
 export function parseTimestamp (input: unknown): TimestampResult {
   if (typeof input === 'number') {

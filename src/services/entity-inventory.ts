@@ -1,13 +1,11 @@
 import type { Sql } from '../../db/connection.js'
-import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { readEntityInventory } from '../../db/entity-inventory.js'
 import type { EntityInventory, EntityInventoryQuery } from '../../routes/schemas/entity-inventory.js'
-import { BadRequestError, NotFoundError } from '../domain/errors.js'
-import { formatRef } from '../domain/feature-ref.js'
+import { BadRequestError } from '../domain/errors.js'
 import { assertName } from '../domain/names.js'
 import { formatDuration, formatTimestamp, parseDuration } from '../domain/time.js'
 import { decodeValue } from '../domain/value-validation.js'
-import { decodeCursor, encodeCursor } from './registry.js'
+import { decodeCursor, encodeCursor, featureVersionOrNotFound } from './registry.js'
 
 export const DEFAULT_INVENTORY_LIMIT = 1000
 
@@ -28,9 +26,7 @@ export class EntityInventoryService {
       staleAfterMs = d.ms
     }
     const after = decodeCursor(q.cursor, 'string')
-    const ref = { name, version: q.version }
-    const def = (await findDefinitionsByRefs(this.sql, [ref])).get(formatRef(ref))
-    if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
+    const def = await featureVersionOrNotFound(this.sql, name, q.version)
     staleAfterMs ??= def.ttl_ms
 
     const limit = q.limit ?? DEFAULT_INVENTORY_LIMIT

@@ -45,6 +45,17 @@ export function presentDefinition (d: FeatureDefinition): FeatureDefinitionApi {
   }
 }
 
+/**
+ * The definition a route's `{name}` and `?version=` name: that version, or the latest active
+ * one; 404 when there is none.
+ */
+export async function featureVersionOrNotFound (sql: Sql, name: string, version: number | undefined): Promise<FeatureDefinition> {
+  const ref = { name, version }
+  const def = (await findDefinitionsByRefs(sql, [ref])).get(formatRef(ref))
+  if (!def) throw new NotFoundError(version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${version}' does not exist`)
+  return def
+}
+
 /** Opaque keyset cursors: base64url of the last key of the page. */
 export function encodeCursor (key: string | number): string {
   return Buffer.from(JSON.stringify({ k: key })).toString('base64url')

@@ -4,14 +4,13 @@ import type { AppDeps } from '../context.js'
 import type { Config } from '../config.js'
 import type { Sql } from '../../db/connection.js'
 import type { StorageMode } from '../../db/storage-mode.js'
-import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { ensureAggregatePolicies, materializedUntil, refreshStatsViews, statsBuckets, type RefreshReport, type StatsBucket } from '../../db/stats.js'
-import { BadRequestError, NotFoundError, UnprocessableError, type FieldError } from '../domain/errors.js'
-import { formatRef } from '../domain/feature-ref.js'
+import { BadRequestError, UnprocessableError, type FieldError } from '../domain/errors.js'
 import { assertName } from '../domain/names.js'
-import { formatTimestamp, parseTimestamp } from '../domain/time.js'
+import { formatTimestamp, queryTimestamp } from '../domain/time.js'
 import type { FeatureStats, FeatureStatsQuery } from '../../routes/schemas/stats.js'
 import { BackgroundLoop } from './background-loop.js'
+import { featureVersionOrNotFound } from './registry.js'
 
 const BUCKET_MS: Record<StatsBucket, number> = { '1h': 3_600_000, '1d': 86_400_000 }
 /** Default range: the last week of hours, or the last 90 days. */
@@ -40,15 +39,8 @@ export class StatsService {
     const bucket = q.bucket ?? '1h'
     const width = BUCKET_MS[bucket]
     const errors: FieldError[] = []
-    const time = (v: string | number | undefined, field: string): number | undefined => {
-      if (v === undefined) return undefined
-      const t = parseTimestamp(v)
-      if (t.ok) return t.ms
-      errors.push({ path: `/querystring/${field}`, field, rule: 'timestamp', message: t.message })
-      return undefined
-    }
-    const toIn = time(q.to, 'to')
-    const fromIn = time(q.from, 'from')
+    const toIn = queryTimestamp(q.to, 'to', errors)
+    const fromIn = queryTimestamp(q.from, 'from', errors)
     if (errors.length > 0) throw new BadRequestError(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors)
     // buckets are UTC-aligned: from rounds down, to rounds up to a bucket boundary
     const toMs = Math.ceil((toIn ?? Date.now() + 1) / width) * width
@@ -58,9 +50,7 @@ export class StatsService {
       throw new BadRequestError(`The range spans ${(toMs - fromMs) / width} buckets of ${bucket}; at most ${MAX_STATS_BUCKETS} per request: narrow from/to or use bucket=1d`,
         [{ path: '/querystring/from', field: 'from', rule: 'range', message: `more than ${MAX_STATS_BUCKETS} buckets` }])
     }
-    const ref = { name, version: q.version }
-    const def = (await findDefinitionsByRefs(this.deps.sql, [ref])).get(formatRef(ref))
-    if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
+    const def = await featureVersionOrNotFound(this.deps.sql, name, q.version)
 
     const { sql, storageMode } = this.deps
     const [rows, watermark] = await Promise.all([

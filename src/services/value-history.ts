@@ -1,14 +1,13 @@
 import type { Sql } from '../../db/connection.js'
-import { findDefinitionsByRefs } from '../../db/definitions.js'
 import { readValueHistory, type HistoryKey, type HistoryRow } from '../../db/value-history.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import type { ValueHistory, ValueHistoryItem, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
 import type { FeatureDefinition } from '../domain/feature.js'
-import { BadRequestError, NotFoundError, type FieldError } from '../domain/errors.js'
-import { formatRef } from '../domain/feature-ref.js'
+import { BadRequestError, type FieldError } from '../domain/errors.js'
 import { assertName } from '../domain/names.js'
-import { formatTimestamp, parseTimestamp } from '../domain/time.js'
+import { formatTimestamp, queryTimestamp } from '../domain/time.js'
 import { decodeValue } from '../domain/value-validation.js'
+import { featureVersionOrNotFound } from './registry.js'
 
 export const DEFAULT_HISTORY_LIMIT = 1000
 export const MAX_HISTORY_LIMIT = 10_000
@@ -65,25 +64,16 @@ export class ValueHistoryService {
   private async prepare (name: string, q: ValueHistoryQuery): Promise<HistoryListing> {
     assertName(name, 'name')
     const errors: FieldError[] = []
-    const time = (v: string | number | undefined, field: string): number | undefined => {
-      if (v === undefined) return undefined
-      const t = parseTimestamp(v)
-      if (t.ok) return t.ms
-      errors.push({ path: `/querystring/${field}`, field, rule: 'timestamp', message: t.message })
-      return undefined
-    }
-    const fromMs = time(q.from, 'from')
-    const toMs = time(q.to, 'to')
-    const requestedCutoffMs = time(q.as_of_system_time, 'as_of_system_time')
+    const fromMs = queryTimestamp(q.from, 'from', errors)
+    const toMs = queryTimestamp(q.to, 'to', errors)
+    const requestedCutoffMs = queryTimestamp(q.as_of_system_time, 'as_of_system_time', errors)
     if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
       errors.push({ path: '/querystring/to', field: 'to', rule: 'range', message: 'must be later than from' })
     }
     const cursor = q.cursor === undefined ? undefined : decodeHistoryCursor(q.cursor, errors)
     if (errors.length > 0) throw new BadRequestError(errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors)
 
-    const ref = { name, version: q.version }
-    const def = (await findDefinitionsByRefs(this.sql, [ref])).get(formatRef(ref))
-    if (!def) throw new NotFoundError(q.version === undefined ? `Feature '${name}' has no active version (ask for one with ?version=)` : `Feature '${name}@${q.version}' does not exist`)
+    const def = await featureVersionOrNotFound(this.sql, name, q.version)
     return {
       def,
       // a market-wide feature keeps every entity's values under its one shared entity id
