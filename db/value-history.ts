@@ -1,3 +1,4 @@
+import type postgres from 'postgres'
 import type { Sql } from './connection.js'
 import { iso } from './params.js'
 
@@ -25,7 +26,8 @@ export interface HistorySpec {
   /** Leave out rows that a later correction of the same (entity, event_time), known at the cutoff, replaces. */
   latestOnly: boolean
   after?: HistoryKey
-  limit: number
+  /** Rows at most; none: every row (for historyCursor) */
+  limit?: number
 }
 
 export interface HistoryRow {
@@ -50,6 +52,19 @@ export interface HistoryRow {
  * lookup per row, and no anti-join that would read the whole feature before the first row.
  */
 export async function readValueHistory (sql: Sql, s: HistorySpec): Promise<HistoryRow[]> {
+  return historyQuery(sql, s)
+}
+
+/**
+ * The same rows in batches of `batchRows` from one statement (a portal read batch by batch):
+ * planned once and read on one snapshot however long the listing, where pages would plan the
+ * statement again for each (on a hypertable, over every chunk the range touches).
+ */
+export function historyBatches (sql: Sql, s: Omit<HistorySpec, 'limit'>, batchRows: number): AsyncIterable<HistoryRow[]> {
+  return historyQuery(sql, s).cursor(batchRows)
+}
+
+function historyQuery (sql: Sql, s: HistorySpec): postgres.PendingQuery<HistoryRow[]> {
   const cutoff = s.cutoffMs === undefined ? sql`` : sql`AND s.ingested_at <= ${iso(s.cutoffMs)}::timestamptz`
   const entity = s.entityId === undefined ? sql`` : sql`AND s.entity_id = ${s.entityId}`
   const from = s.fromMs === undefined ? sql`` : sql`AND s.event_time >= ${iso(s.fromMs)}::timestamptz`
@@ -75,5 +90,5 @@ export async function readValueHistory (sql: Sql, s: HistorySpec): Promise<Histo
     ) h
     ${s.latestOnly ? sql`WHERE NOT h.superseded` : sql``}
     ORDER BY h.entity_id, h.event_time, h.ingested_at
-    LIMIT ${s.limit}`
+    ${s.limit === undefined ? sql`` : sql`LIMIT ${s.limit}`}`
 }

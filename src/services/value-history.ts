@@ -1,5 +1,5 @@
 import type { Sql } from '../../db/connection.js'
-import { readValueHistory, type HistoryKey, type HistoryRow } from '../../db/value-history.js'
+import { historyBatches, readValueHistory, type HistoryKey, type HistoryRow, type HistorySpec } from '../../db/value-history.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import type { ValueHistory, ValueHistoryItem, ValueHistoryQuery } from '../../routes/schemas/value-history.js'
 import type { FeatureDefinition } from '../domain/feature.js'
@@ -40,22 +40,15 @@ export class ValueHistoryService {
   }
 
   /**
-   * Every row of the listing after the cursor (if any), in pages of EXPORT_PAGE_ROWS read one
-   * after the other at the listing's cutoff: what the streamed answers (NDJSON, CSV) are made
-   * from, in memory of one page. Everything is checked before the first page is read.
+   * Every row of the listing after the cursor (if any), from one statement read in batches of
+   * EXPORT_BATCH_ROWS at the listing's cutoff: what the streamed answers (NDJSON, CSV) are made
+   * from, in memory of one batch. Everything is checked before the statement starts.
    */
   async export (name: string, q: ValueHistoryQuery): Promise<{ listing: HistoryListing, pages: AsyncGenerator<ValueHistoryItem[]> }> {
     const listing = await this.prepare(name, q)
-    const read = this.read.bind(this)
+    const batches = historyBatches(this.sql, this.spec(listing, listing.after), EXPORT_BATCH_ROWS)
     async function * pages (): AsyncGenerator<ValueHistoryItem[]> {
-      let after = listing.after
-      for (;;) {
-        const rows = await read(listing, after, EXPORT_PAGE_ROWS)
-        if (rows.length === 0) return
-        yield rows.map((r) => historyItem(listing.def, r))
-        if (rows.length < EXPORT_PAGE_ROWS) return
-        after = keyOf(rows[rows.length - 1])
-      }
+      for await (const rows of batches) yield rows.map((r) => historyItem(listing.def, r))
     }
     return { listing, pages: pages() }
   }
@@ -90,7 +83,11 @@ export class ValueHistoryService {
   }
 
   private async read (l: HistoryListing, after: HistoryKey | undefined, limit: number): Promise<HistoryRow[]> {
-    return readValueHistory(this.sql, {
+    return readValueHistory(this.sql, { ...this.spec(l, after), limit })
+  }
+
+  private spec (l: HistoryListing, after: HistoryKey | undefined): HistorySpec {
+    return {
       featureId: l.def.id,
       ...(l.storedEntity === undefined ? {} : { entityId: l.storedEntity }),
       ...(l.fromMs === undefined ? {} : { fromMs: l.fromMs }),
@@ -98,8 +95,7 @@ export class ValueHistoryService {
       cutoffMs: l.cutoffMs,
       latestOnly: l.corrections === 'latest',
       ...(after === undefined ? {} : { after }),
-      limit,
-    })
+    }
   }
 }
 
@@ -114,8 +110,8 @@ export interface HistoryListing {
   after: HistoryKey | undefined
 }
 
-/** Rows per read of a streamed history. */
-const EXPORT_PAGE_ROWS = 10_000
+/** Rows per batch of a streamed history. */
+const EXPORT_BATCH_ROWS = 10_000
 
 const keyOf = (r: HistoryRow): HistoryKey => ({ entityId: r.entity_id, eventMs: r.event_ms, eventSubUs: r.event_sub_us, ingestedUs: r.ingested_us })
 

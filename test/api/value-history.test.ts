@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp, type TestContext } from '../lib/helper.js'
+import { buildTestApp, until, type TestContext } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
 import { ValueStaging } from '../../db/values.js'
 
@@ -282,7 +282,7 @@ t.test('NDJSON and CSV stream every row of the listing, at its cutoff, in the or
   t.equal(ndjson.headers['x-feature-version'], 'regime@1')
   t.ok(Date.parse(ndjson.headers['x-as-of-system-time'] as string) <= Date.now())
   const streamed = ndjson.body.trimEnd().split('\n').map((l) => JSON.parse(l))
-  t.same(streamed, items, 'NDJSON: every row, as the pages list them (pages of 10,000 read one after the other)')
+  t.same(streamed, items, 'NDJSON: every row, as the pages list them (one statement, read in batches of 10,000)')
 
   const csv = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values?entity_id=E1&to=2023-06-01T02:00:00Z', headers: { accept: 'text/csv' } })
   t.equal(csv.statusCode, 200)
@@ -310,4 +310,37 @@ t.test('NDJSON and CSV stream every row of the listing, at its cutoff, in the or
   t.match(bad.headers['content-type'], /application\/problem\+json/)
   const refused = await ctx.app.inject({ method: 'GET', url: '/v1/features/regime/values', headers: { accept: 'image/png' } })
   t.equal(refused.statusCode, 406)
+})
+
+t.test('a client hanging up in the middle of a streamed history: its statement ends, the pool goes on', async (t) => {
+  // one pooled connection: a statement left open would hold it, and every later query would wait
+  const ctx = await buildTestApp(t, { config: { DB_POOL_MAX: 1 } })
+  const f = await insertDefinition(ctx.sql, { name: 'volume' })
+  await ctx.sql`INSERT INTO feature_snapshots (feature_id, entity_id, event_time, ingested_at, value_num)
+    SELECT ${f}, 'E' || e, timestamptz '2023-01-01' + h * interval '1 hour', now() - interval '1 minute', h FROM generate_series(1, 20) e, generate_series(1, 10000) h`
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (ctx.app.server.address() as import('node:net').AddressInfo).port
+  const net = await import('node:net')
+  let got = 0
+  await new Promise<void>((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write('GET /v1/features/volume/values HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n\r\n')
+    })
+    socket.on('data', (d: Buffer) => {
+      got += d.length
+      if (got > 100_000) { socket.destroy(); resolve() }
+    })
+    socket.on('error', reject)
+  })
+  t.ok(got > 100_000, 'the stream had begun')
+  const idle = await until(async () => {
+    const [{ n }] = await ctx.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state <> 'idle' AND query LIKE '%lead(s.entity_id)%' AND pid <> pg_backend_pid()`
+    return n === 0
+  }, 5000)
+  t.ok(idle, 'no history statement left running')
+  for (let i = 0; i < 3; i++) {
+    const res = await ctx.app.inject({ method: 'GET', url: '/v1/features/volume/values?limit=1' })
+    t.equal(res.statusCode, 200, 'the service answers on its one connection')
+    t.equal(res.json().items.length, 1)
+  }
 })
