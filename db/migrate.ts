@@ -1,3 +1,4 @@
+import type postgres from 'postgres'
 import Postgrator from 'postgrator'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,8 +16,11 @@ export interface MigrationSettings {
   snapshotChunkInterval: string
   runsChunkInterval: string
   driftChunkInterval: string
-  /** Runs under the migration lock before any migration (e.g. converting the storage mode). */
-  beforeMigrations?: () => Promise<void>
+  /**
+   * Runs under the migration lock before any migration (e.g. converting the storage mode), on
+   * the migration's own connection: a pool of one connection has no other.
+   */
+  beforeMigrations?: (conn: postgres.ReservedSql<Record<string, unknown>>) => Promise<void>
 }
 
 /**
@@ -32,7 +36,7 @@ export async function migrate (sql: Sql, settings: MigrationSettings): Promise<s
                       set_config('feature_store.snapshot_chunk_interval', ${settings.snapshotChunkInterval}, false),
                       set_config('feature_store.runs_chunk_interval', ${settings.runsChunkInterval}, false),
                       set_config('feature_store.drift_chunk_interval', ${settings.driftChunkInterval}, false)`
-    await settings.beforeMigrations?.()
+    await settings.beforeMigrations?.(conn)
     const postgrator = new Postgrator({
       migrationPattern: path.join(MIGRATIONS_DIR, '*.sql'),
       driver: 'pg',

@@ -70,8 +70,9 @@ t.test('a database first run in postgres mode is converted in place when Timesca
   t.ok(statsBefore.length >= 80, 'the materialized views hold the data')
   await first.sql.end()
 
-  // Second life: auto mode on a server with TimescaleDB.
-  const { db, sql, app } = await buildTestApp(t, { url })
+  // Second life: auto mode on a server with TimescaleDB, on a pool of one connection (the
+  // conversion runs on the migration's connection: there is no other)
+  const { db, sql, app } = await buildTestApp(t, { url, config: { DB_POOL_MAX: 1 } })
   t.equal(db.storageMode, 'timescaledb')
   t.ok(db.converted, 'the database was converted')
   t.ok(db.converted!.hypertables.includes('feature_snapshots'))
