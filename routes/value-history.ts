@@ -42,13 +42,15 @@ export default async function valueHistoryRoutes (app: App): Promise<void> {
     if (!format) throw new AppError(406, 'Not Acceptable', `Accept ${request.headers.accept} names no format this route produces: application/json, application/x-ndjson or text/csv`)
     if (format === 'json') return reply.type('application/json; charset=utf-8').send(await app.services.valueHistory.history(request.params.name, request.query))
     const { listing, pages } = await app.services.valueHistory.export(request.params.name, request.query)
+    // The first batch is read before answering, so that a failure of the statement is still a problem+json.
+    const first = await pages.next()
     const line = format === 'csv' ? csvLine : ndjsonLine
     async function * body (release: () => Promise<void>): AsyncGenerator<string> {
       try {
         if (format === 'csv') yield `${COLUMNS.join(',')}\n`
-        for await (const items of pages) {
+        for (let next = first; next.done !== true; next = await pages.next()) {
           let text = ''
-          for (const item of items) text += line(item)
+          for (const item of next.value) text += line(item)
           yield text
         }
       } finally {

@@ -10,7 +10,6 @@ import { decodeValue } from '../domain/value-validation.js'
 import { featureVersionOrNotFound } from './registry.js'
 
 export const DEFAULT_HISTORY_LIMIT = 1000
-export const MAX_HISTORY_LIMIT = 10_000
 
 /**
  * The stored rows of a feature version as they are: every correction with its ingested_at,
