@@ -108,7 +108,7 @@ export const DriftLogQuery = Type.Object({
   from: Type.Optional(TimestampFilter),
   to: Type.Optional(TimestampFilter),
   check_id: Type.Optional(Type.String({ format: 'uuid' })),
-  monitor_id: Type.Optional(Type.Integer({ minimum: 1 })),
+  monitor_id: Type.Optional(Type.Integer({ minimum: 1, maximum: 9007199254740991 })),
   limit: Limit,
   cursor: Cursor,
 }, { additionalProperties: false })

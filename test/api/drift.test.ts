@@ -248,9 +248,10 @@ t.test('drift logs: filters, time range and cursor pagination', async (t) => {
   t.same([...seen].sort((a, b) => a - b), newest.map((r: { id: number }) => r.id).sort((a: number, b: number) => a - b))
   t.equal(new Set(seen).size, 5)
 
-  for (const q of ['?cursor=zzz', '?method=chi2', '?drifted=maybe', '?from=yesterday', '?check_id=x']) {
+  for (const q of ['?cursor=zzz', '?method=chi2', '?drifted=maybe', '?from=yesterday', '?check_id=x', '?monitor_id=100000000000000000000']) {
     const res = await ctx.app.inject({ method: 'GET', url: `/v1/drift/logs${q}` })
     t.equal(res.statusCode, 400, `${q} is a 400`)
+    t.ok(res.json().errors?.some((e: { path: string }) => e.path === `/querystring/${q.slice(1, q.indexOf('='))}`), `${q}: the problem names the parameter`)
   }
 })
 
