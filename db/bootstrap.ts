@@ -1,5 +1,5 @@
 import type { Config } from '../src/config.js'
-import { connect, type Sql, type TxSql } from './connection.js'
+import { connect, transactionOn, type Sql, type TxSql } from './connection.js'
 import { detectStorageMode, type StorageMode } from './storage-mode.js'
 import { migrate } from './migrate.js'
 import { convertToTimescale, plainTimeSeriesTables, type ConversionReport } from './timescale.js'
@@ -31,20 +31,12 @@ export async function openDatabase (url: string, config: Config, opts: { poolMax
         ? undefined
         : async (conn) => {
           if ((await plainTimeSeriesTables(conn)).length === 0) return
-          // one transaction on the migration's connection (a transaction of the pool would take
-          // another connection, and a pool of one has none to give)
-          await conn`BEGIN`
-          try {
-            converted = await convertToTimescale(conn as unknown as TxSql, {
-              feature_snapshots: config.SNAPSHOT_CHUNK_INTERVAL,
-              pipeline_runs: config.RUNS_CHUNK_INTERVAL,
-              feature_drift_logs: config.DRIFT_CHUNK_INTERVAL,
-            })
-            await conn`COMMIT`
-          } catch (err) {
-            await conn`ROLLBACK`.catch(() => {})
-            throw err
-          }
+          // one transaction on the migration's connection
+          converted = await transactionOn(conn, async () => convertToTimescale(conn as unknown as TxSql, {
+            feature_snapshots: config.SNAPSHOT_CHUNK_INTERVAL,
+            pipeline_runs: config.RUNS_CHUNK_INTERVAL,
+            feature_drift_logs: config.DRIFT_CHUNK_INTERVAL,
+          }))
         },
     })
     return { sql, url, storageMode, applied, converted }

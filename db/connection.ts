@@ -3,6 +3,23 @@ import postgres from 'postgres'
 export type Sql = postgres.Sql<Record<string, unknown>>
 export type TxSql = postgres.TransactionSql<Record<string, unknown>>
 
+/**
+ * `work` in one transaction on a reserved connection (sql.begin would take another connection
+ * from the pool: with the connection held, a pool of one has none to give). Rolled back when
+ * `work` fails.
+ */
+export async function transactionOn<T> (conn: postgres.ReservedSql<Record<string, unknown>>, work: () => Promise<T>): Promise<T> {
+  await conn`BEGIN`
+  try {
+    const out = await work()
+    await conn`COMMIT`
+    return out
+  } catch (err) {
+    await conn`ROLLBACK`.catch(() => {})
+    throw err
+  }
+}
+
 export interface ConnectOptions {
   max?: number
   /** Fired for notices and connection errors; defaults to silent. */

@@ -1,4 +1,4 @@
-import type { Sql, TxSql } from './connection.js'
+import { transactionOn, type Sql, type TxSql } from './connection.js'
 import type { StorageMode } from './storage-mode.js'
 import { iso } from './params.js'
 
@@ -133,20 +133,16 @@ export async function refreshStatsViews (sql: Sql): Promise<RefreshReport[] | un
     try {
       const out: RefreshReport[] = []
       for (const step of [{ view: VIEWS.hourly, width: '1 hour' }, { view: VIEWS.daily, width: '1 day' }, { view: VIEWS.drift, width: '1 day' }]) {
-        await conn`BEGIN`
-        try {
+        const watermark = await transactionOn(conn, async () => {
           await conn`REFRESH MATERIALIZED VIEW CONCURRENTLY ${conn(step.view)}`
           const [row] = await conn<{ watermark: Date }[]>`
             INSERT INTO stats_refresh_state (view_name, refreshed_at, watermark)
             VALUES (${step.view}, now(), date_bin(${step.width}::interval, now() - interval '1 hour', timestamptz '2000-01-01 00:00:00+00'))
             ON CONFLICT (view_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at, watermark = EXCLUDED.watermark
             RETURNING watermark`
-          await conn`COMMIT`
-          out.push({ view: step.view, watermark: row.watermark })
-        } catch (err) {
-          await conn`ROLLBACK`.catch(() => {})
-          throw err
-        }
+          return row.watermark
+        })
+        out.push({ view: step.view, watermark })
       }
       return out
     } finally {

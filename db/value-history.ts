@@ -21,12 +21,12 @@ export interface HistorySpec {
   fromMs?: number
   /** event_time < toMs */
   toMs?: number
-  /** Only rows ingested at or before this moment (epoch ms); none: every committed row. */
-  cutoffMs?: number
+  /** Only rows ingested at or before this moment (epoch ms). */
+  cutoffMs: number
   /** Leave out rows that a later correction of the same (entity, event_time), known at the cutoff, replaces. */
   latestOnly: boolean
   after?: HistoryKey
-  /** Rows at most; none: every row (for historyCursor) */
+  /** Rows at most; none: every row (historyBatches) */
   limit?: number
 }
 
@@ -65,7 +65,6 @@ export function historyBatches (sql: Sql, s: Omit<HistorySpec, 'limit'>, batchRo
 }
 
 function historyQuery (sql: Sql, s: HistorySpec): postgres.PendingQuery<HistoryRow[]> {
-  const cutoff = s.cutoffMs === undefined ? sql`` : sql`AND s.ingested_at <= ${iso(s.cutoffMs)}::timestamptz`
   const entity = s.entityId === undefined ? sql`` : sql`AND s.entity_id = ${s.entityId}`
   const from = s.fromMs === undefined ? sql`` : sql`AND s.event_time >= ${iso(s.fromMs)}::timestamptz`
   const to = s.toMs === undefined ? sql`` : sql`AND s.event_time < ${iso(s.toMs)}::timestamptz`
@@ -85,7 +84,7 @@ function historyQuery (sql: Sql, s: HistorySpec): postgres.PendingQuery<HistoryR
       SELECT s.entity_id, s.event_time, s.ingested_at, s.value_num, s.value_text,
              coalesce(lead(s.entity_id) OVER w = s.entity_id AND lead(s.event_time) OVER w = s.event_time, false) AS superseded
       FROM feature_snapshots s
-      WHERE s.feature_id = ${s.featureId} ${entity} ${from} ${to} ${cutoff} ${after}
+      WHERE s.feature_id = ${s.featureId} AND s.ingested_at <= ${iso(s.cutoffMs)}::timestamptz ${entity} ${from} ${to} ${after}
       WINDOW w AS (ORDER BY s.entity_id, s.event_time, s.ingested_at)
     ) h
     ${s.latestOnly ? sql`WHERE NOT h.superseded` : sql``}

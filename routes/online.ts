@@ -2,7 +2,8 @@ import type { FastifyReply } from 'fastify'
 import type { App } from '../src/app.js'
 import { problems } from './schemas/common.js'
 import { MAX_ONLINE_FEATURES, OnlineEntityAnswer, OnlineParams, OnlineQuery, OnlineRequest, OnlineResponse } from './schemas/online.js'
-import { BadRequestError, UnprocessableError } from '../src/domain/errors.js'
+import { BadRequestError } from '../src/domain/errors.js'
+import { contractRefsWithin, requireFeaturesOrContract } from '../src/services/training-sets.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
@@ -24,14 +25,12 @@ export default async function onlineRoutes (app: App): Promise<void> {
     const entities = [request.params.entity_id]
     online.checkEntities(entities, () => '/params/entity_id')
     if (features === undefined || contract !== undefined) {
-      if (features !== undefined || contract === undefined) {
-        throw new BadRequestError('Give either features (comma-separated references) or contract, not both and not neither', [{ path: '/querystring/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
-      }
+      requireFeaturesOrContract(features !== undefined, contract !== undefined, true)
       // a contract the cache knows, and values it holds: answered at once, as by features
-      const known = online.cachedContract(contract)
+      const known = online.cachedContract(contract!)
       const text = known === undefined ? undefined : online.readCachedJson(entities, contractRefs(known, '/querystring/contract'))
       if (text !== undefined) return sendJsonText(reply, withContract(text[0], known!))
-      return online.contractRefs(contract, '/querystring/contract').then(async (c) => {
+      return online.contractRefs(contract!, '/querystring/contract').then(async (c) => {
         const [result] = await online.read(entities, contractRefs(c, '/querystring/contract'), () => '/querystring/contract')
         return { ...result, contract: { name: c.name, version: c.version } }
       })
@@ -58,13 +57,11 @@ export default async function onlineRoutes (app: App): Promise<void> {
     const { entities, features, contract } = request.body
     online.checkEntities(entities, (i) => `/body/entities/${i}`)
     if (features === undefined || contract !== undefined) {
-      if (features !== undefined || contract === undefined) {
-        throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
-      }
-      const known = online.cachedContract(contract)
+      requireFeaturesOrContract(features !== undefined, contract !== undefined)
+      const known = online.cachedContract(contract!)
       const text = known === undefined ? undefined : online.readCachedJson(entities, contractRefs(known, '/body/contract'))
       if (text !== undefined) return sendJsonText(reply, withContract(`{"results":[${text.join(',')}]}`, known!))
-      return online.contractRefs(contract, '/body/contract').then(async (c) => {
+      return online.contractRefs(contract!, '/body/contract').then(async (c) => {
         return { results: await online.read(entities, contractRefs(c, '/body/contract'), () => '/body/contract'), contract: { name: c.name, version: c.version } }
       })
     }
@@ -85,11 +82,7 @@ function sendJsonText (reply: FastifyReply, text: string): undefined {
 
 /** A contract's references, within the limit of features an online read may have (as a list of them is). */
 function contractRefs (c: { name: string, version: number, refs: string[] }, path: string): string[] {
-  if (c.refs.length > MAX_ONLINE_FEATURES) {
-    throw new UnprocessableError(`Contract '${c.name}@${c.version}' has ${c.refs.length} features, more than the ${MAX_ONLINE_FEATURES} an online read may have; list the features needed instead`,
-      [{ path, field: 'contract', rule: 'too_many_features', message: `${c.refs.length} features, at most ${MAX_ONLINE_FEATURES}` }])
-  }
-  return c.refs
+  return contractRefsWithin(c, MAX_ONLINE_FEATURES, 'an online read', path)
 }
 
 /** A JSON object's text with the contract that was read added as its last member. */

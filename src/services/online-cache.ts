@@ -113,7 +113,7 @@ export class OnlineCache {
 
   /** How a reference resolves, if known: a definition, null (unknown), or undefined (not cached). */
   lookupRef (ref: string): FeatureDefinition | null | undefined {
-    if (this.ttlMs > 0 && Date.now() - this.refsSince > this.ttlMs) this.forgetDefinitions()
+    this.expireReferences()
     return this.refs.get(ref)
   }
 
@@ -127,8 +127,13 @@ export class OnlineCache {
 
   /** How a contract reference resolves, if known (its features never change while it is kept). */
   lookupContract (ref: string): CachedContract | undefined {
-    if (this.ttlMs > 0 && Date.now() - this.refsSince > this.ttlMs) this.forgetDefinitions()
+    this.expireReferences()
     return this.contracts.get(ref)
+  }
+
+  /** Resolutions live at most the cache ttl (a missed notification cannot keep one forever). */
+  private expireReferences (): void {
+    if (this.ttlMs > 0 && Date.now() - this.refsSince > this.ttlMs) this.forgetDefinitions()
   }
 
   storeContract (ref: string, contract: CachedContract, generation: number): void {

@@ -5,7 +5,7 @@ import { UnprocessableError } from '../domain/errors.js'
 import { entityIdProblem } from '../domain/names.js'
 import { formatTimestamp, parseTimestamp } from '../domain/time.js'
 import { STATUS_NAMES } from '../domain/training-output.js'
-import { joinPointInTime, resolveContract, resolveCutoff, resolveFeatures } from './training-sets.js'
+import { contractRefsWithin, joinPointInTime, requireFeaturesOrContract, resolveContract, resolveCutoff, resolveFeatures } from './training-sets.js'
 
 type PointValue = RetrieveResponse['results'][number]['values'][string]
 
@@ -25,16 +25,10 @@ export class RetrievalService {
     })
     if (badIds.length > 0) throw new UnprocessableError(`Invalid entity ids: ${badIds.slice(0, 3).map((e) => `${e.path} ${e.message}`).join('; ')}`, badIds)
 
-    if ((request.features === undefined) === (request.contract === undefined)) {
-      throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
-    }
+    requireFeaturesOrContract(request.features !== undefined, request.contract !== undefined)
     const contract = request.contract === undefined ? undefined : await resolveContract(this.sql, request.contract, '/body/contract')
-    if (contract !== undefined && contract.refs.length > MAX_RETRIEVE_FEATURES) {
-      throw new UnprocessableError(`Contract '${contract.name}@${contract.version}' has ${contract.refs.length} features, more than the ${MAX_RETRIEVE_FEATURES} a retrieval may have; list the features needed instead`,
-        [{ path: '/body/contract', field: 'contract', rule: 'too_many_features', message: `${contract.refs.length} features, at most ${MAX_RETRIEVE_FEATURES}` }])
-    }
     // one join column per distinct reference; answers are keyed by the reference as given
-    const refs = [...new Set(contract?.refs ?? request.features)]
+    const refs = [...new Set(contract === undefined ? request.features : contractRefsWithin(contract, MAX_RETRIEVE_FEATURES, 'a retrieval', '/body/contract'))]
     const features = await resolveFeatures(this.sql, refs, contract === undefined ? '/body/features' : '/body/contract')
     const cutoffMs = await resolveCutoff(this.sql, request.as_of_system_time)
     const results: RetrieveResponse['results'] = request.entities.map((entity_id) => ({ entity_id, values: {} }))

@@ -93,11 +93,8 @@ export class TrainingSetService {
    * the body's bytes); then request.entity_rows only says that rows were given.
    */
   async resolve (request: TrainingSetRequest, inlineRows?: EntityRowColumns): Promise<ResolvedTrainingSet> {
-    const hasFeatures = request.features !== undefined
     const hasContract = request.contract !== undefined
-    if (hasFeatures === hasContract) {
-      throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', [{ path: '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }])
-    }
+    requireFeaturesOrContract(request.features !== undefined, hasContract)
     const hasRows = request.entity_rows !== undefined
     const hasGrid = request.grid !== undefined
     if (hasRows === hasGrid) {
@@ -379,6 +376,24 @@ export interface ResolvedContract {
   entity: string
   /** Its features' references (`name@version` when pinned, else `name`), in the contract's order. */
   refs: string[]
+}
+
+/**
+ * Exactly one of `features` and `contract` (training sets, retrievals, online reads): else a 422
+ * for a body, a 400 for a query string.
+ */
+export function requireFeaturesOrContract (hasFeatures: boolean, hasContract: boolean, inQuery = false): void {
+  if (hasFeatures !== hasContract) return
+  const errors = [{ path: inQuery ? '/querystring/features' : '/body/features', field: 'features', rule: 'one_of_features_contract', message: 'exactly one of features and contract is required' }]
+  if (inQuery) throw new BadRequestError('Give either features (comma-separated references) or contract, not both and not neither', errors)
+  throw new UnprocessableError('Give either features (a list of references) or contract (a contract name), not both and not neither', errors)
+}
+
+/** A contract's references, when it has at most `max` features (the limit of a list of them in `read`, e.g. "an online read"); else 422 at `path`. */
+export function contractRefsWithin (c: { name: string, version: number, refs: string[] }, max: number, read: string, path: string): string[] {
+  if (c.refs.length <= max) return c.refs
+  throw new UnprocessableError(`Contract '${c.name}@${c.version}' has ${c.refs.length} features, more than the ${max} ${read} may have; list the features needed instead`,
+    [{ path, field: 'contract', rule: 'too_many_features', message: `${c.refs.length} features, at most ${max}` }])
 }
 
 /**
