@@ -95,7 +95,8 @@ const recentRefs = new Map<string, string[]>()
 const RECENT_REFS_MAX = 1000
 const RECENT_REFS_MAX_LENGTH = 1024
 
-function splitRefs (features: string): string[] {
+/** The references of a `features` query string (400 when it lists none or too many); the list is never changed afterwards. */
+export function splitRefs (features: string): string[] {
   let refs = recentRefs.get(features)
   if (refs === undefined) {
     refs = parseRefList(features)

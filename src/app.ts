@@ -1,6 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { randomBytes } from 'node:crypto'
 import type { AppDeps } from './context.js'
 import errorsPlugin, { clientErrorProblem, sendProblem, toProblem } from './plugins/errors.js'
 import swaggerPlugin from './plugins/swagger.js'
@@ -8,6 +7,8 @@ import metricsPlugin from './plugins/metrics.js'
 import securityPlugin from './plugins/security.js'
 import authPlugin from './plugins/auth.js'
 import accessLogPlugin, { QuietRequestLogController, lazyChildLogger } from './plugins/access-log.js'
+import { requestIdFor } from './plugins/request-id.js'
+import { installOnlineFastPath } from './plugins/online-fast-path.js'
 import databaseHealthPlugin from './plugins/database-health.js'
 import requestEncodingPlugin from './plugins/request-encoding.js'
 import { buildServices, type Services } from './services/index.js'
@@ -29,19 +30,6 @@ export interface BuildOptions {
   backgroundJobs?: boolean
 }
 
-const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
-
-/**
- * Generated request ids: 72 random bits drawn when the process starts (so ids of instances and
- * restarts do not collide) and a counter, e.g. `q3Zk8fJ1wXyT-1a2b`: unique like a UUID for log
- * correlation, at the cost of an increment rather than random bytes per request.
- */
-const REQUEST_ID_PREFIX = randomBytes(9).toString('base64url')
-let requestCounter = 0
-function nextRequestId (): string {
-  return `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`
-}
-
 /**
  * Builds the whole service on open database connections: plugins first (errors, metrics,
  * swagger), then the services, then the routes. Used by server.ts and by every test.
@@ -50,10 +38,7 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : nextRequestId()
-    },
+    genReqId: (req) => requestIdFor(req.headers['x-request-id']),
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     routerOptions: { maxParamLength: 512 },
     // malformed URLs are refused by the router before any handler: problem+json for them too
@@ -85,5 +70,6 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
   app.addHook('onClose', async () => { await services.close() })
 
   await app.register(routes)
+  installOnlineFastPath(app, deps.config)
   return app
 }

@@ -37,6 +37,13 @@ export class RateLimiter {
   get size (): number { return this.windows.size }
 }
 
+/**
+ * Where a request's verdict is kept when it was counted before Fastify's routing (the online
+ * fast path counts every request it looks at): the rate limit hook uses it rather than counting
+ * the request a second time.
+ */
+export const RATE_VERDICT = Symbol('rate limit verdict')
+
 /** The refusal of a request over its bucket's limit (429, with Retry-After). */
 export function tooManyRequests (v: Verdict, windowMs: number): AppError {
   return new AppError(429, 'Too Many Requests',

@@ -8,7 +8,14 @@ import cors from '@fastify/cors'
 import type { Config } from '../config.js'
 import { AppError } from '../domain/errors.js'
 import { bearerToken } from './auth.js'
-import { RateLimiter, tooManyRequests } from './rate-limit.js'
+import { RATE_VERDICT, RateLimiter, tooManyRequests, type Verdict } from './rate-limit.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The rate limiter of this instance; null when RATE_LIMIT_MAX is 0. */
+    rateLimiter: RateLimiter | null
+  }
+}
 
 const PRESSURE_RETRY_AFTER_SECONDS = 10
 
@@ -30,8 +37,18 @@ const MAX_BUCKET_KEY = 512
  */
 export function rateLimitBucket (request: FastifyRequest): string {
   const token = bearerToken(request.headers.authorization)
-  if (token === undefined) return `ip:${request.ip}`
+  return rateLimitBucketOf(token, token === undefined ? request.ip : undefined)
+}
+
+/** The bucket of a request presenting `token` (undefined: none) from the client address `ip` (needed without a token). */
+export function rateLimitBucketOf (token: string | undefined, ip: string | undefined): string {
+  if (token === undefined) return `ip:${ip ?? ''}`
   return token.length <= MAX_BUCKET_KEY ? `key:${token}` : `key#${createHash('sha256').update(token).digest('base64url')}`
+}
+
+/** The rate limit headers of an answer, as header name and value pairs. */
+export function rateLimitHeaders (v: Verdict): Array<[string, string]> {
+  return [['x-ratelimit-limit', String(v.limit)], ['x-ratelimit-remaining', String(v.remaining)], ['x-ratelimit-reset', String(v.resetSeconds)]]
 }
 
 /**
@@ -142,13 +159,17 @@ async function securityPlugin (app: FastifyInstance, opts: { config: Config }): 
     // every answer says where its bucket stands; a request over the limit is refused with 429
     // and Retry-After before anything else runs (authentication included)
     const limiter = new RateLimiter(c.RATE_LIMIT_MAX, c.RATE_LIMIT_WINDOW_MS)
+    app.decorate('rateLimiter', limiter)
     app.addHook('onRequest', (request, reply, done) => {
-      const v = limiter.hit(rateLimitBucket(request))
+      const raw = request.raw as { [RATE_VERDICT]?: Verdict }
+      const v = raw[RATE_VERDICT] ?? limiter.hit(rateLimitBucket(request))
       reply.header('x-ratelimit-limit', String(v.limit))
       reply.header('x-ratelimit-remaining', String(v.remaining))
       reply.header('x-ratelimit-reset', String(v.resetSeconds))
       done(v.allowed ? undefined : tooManyRequests(v, c.RATE_LIMIT_WINDOW_MS))
     })
+  } else {
+    app.decorate('rateLimiter', null)
   }
 
   if (c.CORS_ORIGINS) {
