@@ -19,7 +19,8 @@ import { openBenchApp, percentile, type Bench, type BenchResult } from './lib/ha
  * a read key), rate limits on (every request counted in its key's bucket; the limit is set
  * above what the run sends), load shedding on, security headers, metrics, and a pino logger
  * at info with the default access log (LOG_REQUESTS=mutations: successful reads write no line)
- * writing to /dev/null.
+ * writing to /dev/null. The online fast path is on, as by default (ONLINE_FAST_PATH); the same
+ * service with it off is measured beside it (informational).
  */
 
 const FEATURES = ['open_price', 'high_price', 'low_price', 'close_price', 'volume', 'range_pct']
@@ -90,9 +91,15 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
   // cost, apart from the online route itself.
   let plainBody: unknown = {}
   app.get('/bench/plain/:entity_id', { schema: { hide: true } }, async () => plainBody)
+  // the same service with ONLINE_FAST_PATH=off: every request through the router and its hooks
+  const routedApp = await openBenchApp(adminUrl, 'online_routed', {
+    config: { AUTH: 'on', RATE_LIMIT_MAX: 1_000_000_000, RATE_LIMIT_WINDOW_MS: 60_000, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 1000, LOG_REQUESTS: 'mutations', ONLINE_FAST_PATH: 'off' },
+    logger: { level: 'info', stream: pino.destination('/dev/null') },
+  })
   const bare = Fastify({ logger: false })
   try {
     for (const f of FEATURES) await insertDefinition(db.sql, { name: f })
+    for (const f of FEATURES) await insertDefinition(routedApp.db.sql, { name: f })
     const writer = { authorization: `Bearer ${(await app.services.apiKeys.create({ name: 'bench-writer', scopes: ['write'] }, null)).key}` }
     const authorization = `Bearer ${(await app.services.apiKeys.create({ name: 'bench-reader', scopes: ['read'] }, null)).key}`
     const reader = { authorization }
@@ -109,6 +116,11 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
     }
     const ingest = await app.inject({ method: 'POST', url: '/v1/values', payload: { rows }, headers: writer })
     if (ingest.statusCode !== 200) throw new Error(`ingest failed: ${ingest.body}`)
+    // the routed instance: the same values, a key of the same name
+    const routedAuth = `Bearer ${(await routedApp.app.services.apiKeys.create({ name: 'bench-reader', scopes: ['read'] }, null)).key}`
+    const routedWriter = `Bearer ${(await routedApp.app.services.apiKeys.create({ name: 'bench-writer', scopes: ['write'] }, null)).key}`
+    const routedIngest = await routedApp.app.inject({ method: 'POST', url: '/v1/values', payload: { rows }, headers: { authorization: routedWriter } })
+    if (routedIngest.statusCode !== 200) throw new Error(`ingest failed: ${routedIngest.body}`)
     const entities = SYMBOLS.flatMap((s) => Array.from({ length: 10 }, (_, copy) => (copy === 0 ? s : `${s}-${copy}`)))
     const getPath = `/v1/online/BTCUSDT?features=${FEATURES.join(',')}`
     const warm = await app.inject({ method: 'GET', url: getPath, headers: reader })
@@ -118,37 +130,44 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
     await app.inject({ method: 'POST', url: '/v1/online', payload: { entities, features: FEATURES }, headers: reader })
 
     await app.listen({ port: 0, host: '127.0.0.1' })
+    await routedApp.app.listen({ port: 0, host: '127.0.0.1' })
     bare.get('/v1/online/:entity_id', async () => body)
     await bare.listen({ port: 0, host: '127.0.0.1' })
     const appUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}${getPath}`
     const bareUrl = `http://127.0.0.1:${(bare.server.address() as AddressInfo).port}${getPath}`
     const plainUrl = appUrl.replace('/v1/online/', '/bench/plain/')
-    for (const u of [appUrl, bareUrl, plainUrl]) await autocannon(u, 2, authorization) // warm-up
+    const routedUrl = `http://127.0.0.1:${(routedApp.app.server.address() as AddressInfo).port}${getPath}`
+    const routedWarm = await routedApp.app.inject({ method: 'GET', url: getPath, headers: { authorization: routedAuth } })
+    if (routedWarm.body !== warm.body) throw new Error('the routed instance answers differently')
+    for (const [u, a] of [[appUrl, authorization], [bareUrl, authorization], [plainUrl, authorization], [routedUrl, routedAuth]]) await autocannon(u, 2, a) // warm-up
     // Rounds of one run each, the three targets back to back in a rotating order: the machine is
     // shared and its speed comes and goes by 1.5x over minutes, so a figure is compared with its
     // reference measured seconds apart (the ratio of each round), and the median of the rounds'
     // ratios is the result. The best run of each target is reported beside it.
-    const targets = [['bare', bareUrl], ['app', appUrl], ['plain', plainUrl]] as const
-    const runs: Array<Record<'bare' | 'app' | 'plain', Cannon>> = []
+    type Target = 'bare' | 'app' | 'plain' | 'routed'
+    const targets: Array<[Target, string, string]> = [['bare', bareUrl, authorization], ['app', appUrl, authorization], ['plain', plainUrl, authorization], ['routed', routedUrl, routedAuth]]
+    const runs: Array<Record<Target, Cannon>> = []
     for (let r = 0; r < rounds; r++) {
-      const round: Partial<Record<'bare' | 'app' | 'plain', Cannon>> = {}
+      const round: Partial<Record<Target, Cannon>> = {}
       for (let i = 0; i < targets.length; i++) {
-        const [k, u] = targets[(i + r) % targets.length]
-        const res = await autocannon(u, seconds, authorization)
+        const [k, u, a] = targets[(i + r) % targets.length]
+        const res = await autocannon(u, seconds, a)
         if (res.non2xx > 0 || res.errors > 0) throw new Error(`${k}: ${res.non2xx} non-2xx answers, ${res.errors} errors`)
         round[k] = res
       }
-      runs.push(round as Record<'bare' | 'app' | 'plain', Cannon>)
+      runs.push(round as Record<Target, Cannon>)
     }
     const median = (xs: number[]): number => {
       const s = [...xs].sort((a, b) => a - b)
       return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
     }
-    const rps = (k: 'bare' | 'app' | 'plain'): number[] => runs.map((x) => x[k].requests.average)
+    const rps = (k: Target): number[] => runs.map((x) => x[k].requests.average)
     const vsBare = runs.map((x) => x.app.requests.average / x.bare.requests.average)
     const vsPlain = runs.map((x) => x.app.requests.average / x.plain.requests.average)
+    const routedVsBare = runs.map((x) => x.routed.requests.average / x.bare.requests.average)
+    const routedCpuVsBare = runs.map((x) => x.routed.cpuUsPerRequest / x.bare.cpuUsPerRequest)
     const cpuVsBare = runs.map((x) => x.app.cpuUsPerRequest / x.bare.cpuUsPerRequest)
-    const bestOf = (k: 'bare' | 'app' | 'plain'): Cannon => runs.map((x) => x[k]).reduce((a, b) => (b.requests.average > a.requests.average ? b : a))
+    const bestOf = (k: Target): Cannon => runs.map((x) => x[k]).reduce((a, b) => (b.requests.average > a.requests.average ? b : a))
     const fixed = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(', ')
 
     // the routes' own path: answered from the cache as JSON text when it holds everything (it
@@ -159,14 +178,15 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
     const one = await timings(async () => cachedOrRead(['BTCUSDT']), 20_000)
     const batch = await timings(async () => cachedOrRead(entities), 2_000)
     const inject = await timings(() => app.inject({ method: 'GET', url: getPath, headers: reader }), 5_000)
-    const notes = `${real ? 'real candles' : 'generated candles'}, ${db.storageMode} mode, auth + rate limit + load shedding on, logger at info, autocannon -c 10 -d ${seconds}, ${rounds} rounds`
+    const notes = `${real ? 'real candles' : 'generated candles'}, ${db.storageMode} mode, auth + rate limit + load shedding on, logger at info, fast path on, autocannon -c 10 -d ${seconds}, ${rounds} rounds`
     const a = bestOf('app')
     const b = bestOf('bare')
     const ratio = median(vsBare)
     const ms = (x: number): number => Math.max(x, 1) // autocannon reports whole milliseconds
     return [
       { bench: 'online', measured: 'cached GET /v1/online/{entity} (6 features) throughput, median of the rounds', value: median(rps('app')), unit: 'req/s', reference: 'bare Fastify route, same JSON, in the same rounds', reference_value: median(rps('bare')), ratio, target: '>= 0.8 of the bare route (median of the rounds\' ratios)', met: ratio >= 0.8, notes: `${notes}; each round's ratio: ${fixed(vsBare)}; best runs ${Math.round(a.requests.average)} vs ${Math.round(b.requests.average)} req/s (${(a.requests.average / b.requests.average).toFixed(3)})` },
-      { bench: 'online', measured: 'cached GET throughput beside a plain route of the same app (same hooks and plugins), median of the rounds', value: median(rps('app')), unit: 'req/s', reference: 'plain route in the full app, same JSON', reference_value: median(rps('plain')), ratio: median(vsPlain), target: 'informational: the cost of the online route itself', met: true, notes: `${notes}; each round's ratio: ${fixed(vsPlain)}` },
+      { bench: 'online', measured: 'cached GET with ONLINE_FAST_PATH=off (every request through the router and its hooks), median of the rounds', value: median(rps('routed')), unit: 'req/s', reference: 'bare Fastify route, same JSON, in the same rounds', reference_value: median(rps('bare')), ratio: median(routedVsBare), target: 'informational: what the fast path saves', met: true, notes: `${notes.replace('fast path on', 'fast path off')}; each round's ratio: ${fixed(routedVsBare)}; server CPU per GET ${median(runs.map((x) => x.routed.cpuUsPerRequest)).toFixed(2)} µs, ${median(routedCpuVsBare).toFixed(3)} of the bare route's` },
+      { bench: 'online', measured: 'cached GET throughput beside a plain route of the same app (same hooks and plugins, routed), median of the rounds', value: median(rps('app')), unit: 'req/s', reference: 'plain route in the full app, same JSON', reference_value: median(rps('plain')), ratio: median(vsPlain), target: 'informational: the fast path against a routed route of the same app', met: true, notes: `${notes}; each round's ratio: ${fixed(vsPlain)}` },
       { bench: 'online', measured: 'server CPU per cached GET (this process), median of the rounds', value: median(runs.map((x) => x.app.cpuUsPerRequest)), unit: 'µs', reference: 'bare Fastify route, same JSON', reference_value: median(runs.map((x) => x.bare.cpuUsPerRequest)), ratio: median(cpuVsBare), target: 'informational (lower is better)', met: true, notes: `${notes}; each round's ratio: ${fixed(cpuVsBare)}` },
       { bench: 'online', measured: 'cached GET p50 latency (autocannon, best run)', value: a.latency.p50, unit: 'ms', reference: 'bare Fastify route p50', reference_value: b.latency.p50, ratio: ms(a.latency.p50) / ms(b.latency.p50), target: 'informational (lower is better; whole ms)', met: true, notes },
       { bench: 'online', measured: 'cached GET p99 latency (autocannon, best run)', value: a.latency.p99, unit: 'ms', reference: 'bare Fastify route p99', reference_value: b.latency.p99, ratio: ms(a.latency.p99) / ms(b.latency.p99), target: 'informational (lower is better; whole ms)', met: true, notes },
@@ -175,6 +195,7 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
     ]
   } finally {
     await bare.close()
+    await routedApp.close()
     await close()
   }
 }
