@@ -10,6 +10,7 @@ import { splitRefs } from '../../routes/online.js'
 import { bearerToken } from './auth.js'
 import { RATE_VERDICT, type Verdict } from './rate-limit.js'
 import { requestIdFor } from './request-id.js'
+import type { Series } from './metrics.js'
 import { API_SECURITY_HEADERS, rateLimitBucketOf, rateLimitHeaders } from './security.js'
 
 const PREFIX = '/v1/online/'
@@ -29,7 +30,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void
  * checked lately with the scope the route needs, a request the rate limit allows, the database
  * reachable, no load shedding, and every value in the cache. The answer carries the same
  * headers (request id, the API's security headers, rate limit headers) and body, is observed in
- * the same duration histogram series, and counted in online_fast_path_answers_total.
+ * the same duration histogram series, counts as the same cache hits (a read it hands on counts
+ * none: the route counts it), and is counted in online_fast_path_answers_total.
  *
  * Anything else goes on to Fastify, which answers it as always (errors, misses, HEAD, contracts,
  * percent-encoded URLs, ...). A request the fast path counted against the rate limit carries its
@@ -52,7 +54,8 @@ export function onlineFastPath (app: FastifyInstance, config: Config): ((req: In
   const online = app.services.online
   const apiKeys = app.services.apiKeys
   const health = app.services.databaseHealth
-  const series = app.requestDurations.series({ method: 'GET', route: ROUTE, status: '200' })
+  // the route's series of 200s, made at the first answer (as the route's own hook does)
+  let series: Series | undefined
   let closing = false
   app.addHook('preClose', (done) => {
     closing = true
@@ -72,12 +75,6 @@ export function onlineFastPath (app: FastifyInstance, config: Config): ((req: In
     const entity = url.slice(PREFIX.length, q)
     if (!PLAIN_ENTITY.test(entity) || !PLAIN_QUERY.test(url.slice(q + 1))) return false
     if (entityIdProblem(entity) !== undefined) return false
-    let refs: string[]
-    try {
-      refs = splitRefs(url.slice(q + 10))
-    } catch {
-      return false
-    }
     const headers = req.headers
     // a body (never read by this route), HTTPS (HSTS) or a proxy's word on it: left to Fastify
     if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return false
@@ -97,7 +94,14 @@ export function onlineFastPath (app: FastifyInstance, config: Config): ((req: In
       const principal = apiKeys.cachedPrincipal(token)
       if (principal == null || !scopeSatisfies(principal.scopes, access)) return false
     }
-    const text = online.readCachedJson([entity], refs)
+    // parsed (and remembered by splitRefs) only for a request the route would get to
+    let refs: string[]
+    try {
+      refs = splitRefs(url.slice(q + 10))
+    } catch {
+      return false
+    }
+    const text = online.readCachedJson([entity], refs, true)
     if (text === undefined) return false
     const body = text[0]
     const out: string[] = ['x-request-id', requestIdFor(headers['x-request-id'])]
@@ -107,14 +111,16 @@ export function onlineFastPath (app: FastifyInstance, config: Config): ((req: In
     res.writeHead(200, out)
     res.end(body)
     answered++
-    app.requestDurations.observe(series, (performance.now() - t0) / 1000)
+    app.requestDurations.observe(series ??= app.requestDurations.series({ method: 'GET', route: ROUTE, status: '200' }), (performance.now() - t0) / 1000)
     return true
   }
 }
 
 /**
  * Puts the online fast path (see onlineFastPath) in front of Fastify's request handler on the
- * app's HTTP server; the server itself stays the one Fastify made, with its settings.
+ * app's HTTP server; the server itself stays the one Fastify made, with its settings. (When HOST
+ * names several addresses, e.g. localhost for 127.0.0.1 and ::1, Fastify serves the others from
+ * servers of their own, without the fast path: their answers are the route's.)
  */
 export function installOnlineFastPath (app: FastifyInstance, config: Config): void {
   const fast = onlineFastPath(app, config)

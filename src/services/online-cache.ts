@@ -78,14 +78,17 @@ export class OnlineCache {
   get generation (): number { return this.gen }
   get size (): number { return this.values.getStats().keys }
 
-  /** The cached latest value: a value, null (known absent), or undefined (not cached). */
-  lookup (featureId: number, entityId: string): CachedValue | null | undefined {
+  /**
+   * The cached latest value: a value, null (known absent), or undefined (not cached). Counted as
+   * a hit or a miss unless `count` is false (a caller that counts its hits itself).
+   */
+  lookup (featureId: number, entityId: string, count = true): CachedValue | null | undefined {
     const entry = this.values.get<Entry>(`${featureId}|${entityId}`)
     if (entry !== undefined && entry.fgen === (this.featureGens.get(featureId) ?? 0)) {
-      this.hits++
+      if (count) this.hits++
       return entry.row
     }
-    this.misses++
+    if (count) this.misses++
     return undefined
   }
 

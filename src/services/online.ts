@@ -63,8 +63,12 @@ export class OnlineService {
    * assembled from answers serialised once when they entered the cache. The text is what the
    * response schema's serializer makes of read's answer. undefined when the database must be
    * asked (then call read).
+   *
+   * With `countAnswered`, its lookups count as cache hits only when it answers, and a walk that
+   * gives up counts nothing: for a caller that hands a read it cannot answer to one that reads
+   * the cache again (the online fast path), so each read is counted once.
    */
-  readCachedJson (entities: string[], refs: string[]): string[] | undefined {
+  readCachedJson (entities: string[], refs: string[], countAnswered = false): string[] | undefined {
     const { unique: uniqueRefs, keys } = this.prepare(refs)
     const defs: FeatureDefinition[] = new Array(uniqueRefs.length)
     for (let j = 0; j < uniqueRefs.length; j++) {
@@ -78,12 +82,13 @@ export class OnlineService {
       let values = ''
       for (let j = 0; j < defs.length; j++) {
         const def = defs[j]
-        const row = this.cache.lookup(def.id, def.shared_entity_id ?? entities[i])
+        const row = this.cache.lookup(def.id, def.shared_entity_id ?? entities[i], !countAnswered)
         if (row === undefined || (row !== null && row.eventMs > now)) return undefined
         values += `${j === 0 ? '' : ','}${keys[j]}:${answerJson(def, row, now)}`
       }
       out[i] = `{"entity_id":${JSON.stringify(entities[i])},"values":{${values}}}`
     }
+    if (countAnswered) this.cache.hits += entities.length * defs.length
     return out
   }
 
