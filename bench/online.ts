@@ -83,8 +83,9 @@ async function timings (fn: () => Promise<unknown>, iterations: number): Promise
 async function run (adminUrl: string): Promise<BenchResult[]> {
   const seconds = Number(process.env.BENCH_ONLINE_SECONDS ?? 4)
   const rounds = Number(process.env.BENCH_ONLINE_ROUNDS ?? 5)
+  const deployed = { AUTH: 'on', RATE_LIMIT_MAX: 1_000_000_000, RATE_LIMIT_WINDOW_MS: 60_000, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 1000, LOG_REQUESTS: 'mutations' } as const
   const { app, db, close } = await openBenchApp(adminUrl, 'online', {
-    config: { AUTH: 'on', RATE_LIMIT_MAX: 1_000_000_000, RATE_LIMIT_WINDOW_MS: 60_000, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 1000, LOG_REQUESTS: 'mutations' },
+    config: deployed,
     logger: { level: 'info', stream: pino.destination('/dev/null') },
   })
   // The same JSON from a plain route inside the full app: what the app-wide hooks and plugins
@@ -93,7 +94,7 @@ async function run (adminUrl: string): Promise<BenchResult[]> {
   app.get('/bench/plain/:entity_id', { schema: { hide: true } }, async () => plainBody)
   // the same service with ONLINE_FAST_PATH=off: every request through the router and its hooks
   const routedApp = await openBenchApp(adminUrl, 'online_routed', {
-    config: { AUTH: 'on', RATE_LIMIT_MAX: 1_000_000_000, RATE_LIMIT_WINDOW_MS: 60_000, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 1000, LOG_REQUESTS: 'mutations', ONLINE_FAST_PATH: 'off' },
+    config: { ...deployed, ONLINE_FAST_PATH: 'off' },
     logger: { level: 'info', stream: pino.destination('/dev/null') },
   })
   const bare = Fastify({ logger: false })

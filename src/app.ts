@@ -4,7 +4,7 @@ import type { AppDeps } from './context.js'
 import errorsPlugin, { clientErrorProblem, sendProblem, toProblem } from './plugins/errors.js'
 import swaggerPlugin from './plugins/swagger.js'
 import metricsPlugin from './plugins/metrics.js'
-import securityPlugin, { API_SECURITY_HEADERS } from './plugins/security.js'
+import securityPlugin, { setAnswerHeaders } from './plugins/security.js'
 import authPlugin from './plugins/auth.js'
 import accessLogPlugin, { QuietRequestLogController, lazyChildLogger } from './plugins/access-log.js'
 import { requestIdFor } from './plugins/request-id.js'
@@ -42,10 +42,9 @@ export async function buildApp (deps: AppDeps, opts: BuildOptions = {}): Promise
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     routerOptions: { maxParamLength: 512 },
     // malformed URLs are refused by the router before any handler: problem+json for them too
-    // (no onRequest hook has run: the request id and the API's security headers are set here)
+    // (no onRequest hook has run: the request id and security headers are set here)
     frameworkErrors: (err, request, reply) => {
-      reply.header('x-request-id', request.id)
-      for (const [name, value] of API_SECURITY_HEADERS) reply.header(name, value)
+      setAnswerHeaders(request, reply)
       void sendProblem(reply, toProblem(err, request))
     },
     // and what Node's HTTP parser refuses before there is a request (e.g. 431)

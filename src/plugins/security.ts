@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { createHash } from 'node:crypto'
 import { getHeapStatistics } from 'node:v8'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import helmet from '@fastify/helmet'
 import cors from '@fastify/cors'
@@ -125,6 +125,18 @@ export const HSTS: readonly [string, string] = ['strict-transport-security', 'ma
 export const DOCUMENTATION_PREFIX = '/documentation'
 
 /**
+ * The request id and the security headers every answer carries: the API set, or `pageHeaders`
+ * (helmet's, rendered at start) on Swagger UI's pages; HSTS over HTTPS. Set by the first
+ * onRequest hook, and for the answers given before any hook runs (URLs the router refuses).
+ */
+export function setAnswerHeaders (request: FastifyRequest, reply: FastifyReply, pageHeaders: ReadonlyArray<readonly [string, string]> = API_SECURITY_HEADERS): void {
+  reply.header('x-request-id', request.id)
+  const headers = request.url.startsWith(DOCUMENTATION_PREFIX) ? pageHeaders : API_SECURITY_HEADERS
+  for (let i = 0; i < headers.length; i++) reply.header(headers[i][0], headers[i][1])
+  if (request.protocol === 'https') reply.header(HSTS[0], HSTS[1])
+}
+
+/**
  * Cross-cutting protection, in the order a request meets it: the request id and security
  * headers (the API set on JSON answers, helmet's rendered once on Swagger UI's pages; on every
  * answer including refusals; HSTS over HTTPS), load shedding (@fastify/under-pressure), rate
@@ -136,10 +148,7 @@ async function securityPlugin (app: FastifyInstance, opts: { config: Config }): 
   const c = opts.config
   const pageHeaders = await renderHelmetHeaders()
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    const headers = request.url.startsWith(DOCUMENTATION_PREFIX) ? pageHeaders : API_SECURITY_HEADERS
-    for (let i = 0; i < headers.length; i++) reply.header(headers[i][0], headers[i][1])
-    if (request.protocol === 'https') reply.header(HSTS[0], HSTS[1])
+    setAnswerHeaders(request, reply, pageHeaders)
     done()
   })
 
@@ -163,9 +172,7 @@ async function securityPlugin (app: FastifyInstance, opts: { config: Config }): 
     app.addHook('onRequest', (request, reply, done) => {
       const raw = request.raw as { [RATE_VERDICT]?: Verdict }
       const v = raw[RATE_VERDICT] ?? limiter.hit(rateLimitBucket(request))
-      reply.header('x-ratelimit-limit', String(v.limit))
-      reply.header('x-ratelimit-remaining', String(v.remaining))
-      reply.header('x-ratelimit-reset', String(v.resetSeconds))
+      for (const [name, value] of rateLimitHeaders(v)) reply.header(name, value)
       done(v.allowed ? undefined : tooManyRequests(v, c.RATE_LIMIT_WINDOW_MS))
     })
   } else {
