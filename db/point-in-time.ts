@@ -284,10 +284,13 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
     CROSS JOIN (SELECT ${iso(spec.cutoffMs)}::text::timestamptz AS k) k
     ORDER BY 1`
   // One tuple per pair with candidates: the anchor (the best candidate visible at min_t), then
-  // arrays of the candidates that become visible up to max_t, in that order (the ORDER BY of
-  // each aggregate; PostgreSQL reads them presorted from the primary key index in "event"
-  // mode). The temporary table is scanned in the order it was filled (pair order); the merge
-  // checks the order of pairs and of candidates, and fails loudly otherwise.
+  // arrays of the candidates that become visible up to max_t, in that order: the arrays are
+  // aggregated from a subquery sorted once (PostgreSQL keeps a sorted subquery's order into a
+  // plain aggregate; in "event" mode it reads the rows presorted from the primary key index).
+  // An ORDER BY inside each array_agg made PostgreSQL 15 sort every array separately, which
+  // cost about as much as reading the rows (0.63 vs 0.33 s for 1.2M candidates in 420 pairs).
+  // The temporary table is scanned in the order it was filled (pair order); the merge checks
+  // the order of pairs and of candidates, and fails loudly otherwise.
   // Bounded reads: the anchors are found beforehand (into pit_anchor) and the later candidates
   // come from the view pit_block_values (feature_snapshots within the block's time range), both
   // made by feature_store_pit_prepare (migrations/070) with the block's bounds as constants.
@@ -310,13 +313,16 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         FROM pit_pairs p
         LEFT JOIN LATERAL (${anchor}) a ON true
         LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time ORDER BY s.event_time, s.ingested_at) AS ev,
-                 array_agg(s.value_num ORDER BY s.event_time, s.ingested_at) AS num,
-                 array_agg(s.value_text ORDER BY s.event_time, s.ingested_at) FILTER (WHERE p.is_text) AS txt
-          FROM ${values} s
-          WHERE p.max_t > p.min_t
-            AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-            AND s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
+          SELECT array_agg(s.event_time) AS ev, array_agg(s.value_num) AS num,
+                 array_agg(s.value_text) FILTER (WHERE p.is_text) AS txt
+          FROM (
+            SELECT s.event_time, s.value_num, s.value_text
+            FROM ${values} s
+            WHERE p.max_t > p.min_t
+              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
+              AND s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
+            ORDER BY s.event_time, s.ingested_at
+          ) s
         ) r ON true
         WHERE a.event_time IS NOT NULL OR r.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`
@@ -327,15 +333,17 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
         FROM pit_pairs p
         LEFT JOIN LATERAL (${anchor}) a ON true
         LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS ev,
-                 array_agg(s.ingested_at ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS ing,
-                 array_agg(s.value_num ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) AS num,
-                 array_agg(s.value_text ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at) FILTER (WHERE p.is_text) AS txt
-          FROM ${values} s
-          WHERE p.max_t > p.min_t
-            AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-            AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
-            AND (s.event_time > p.min_t OR s.ingested_at > p.k_min)
+          SELECT array_agg(s.event_time) AS ev, array_agg(s.ingested_at) AS ing, array_agg(s.value_num) AS num,
+                 array_agg(s.value_text) FILTER (WHERE p.is_text) AS txt
+          FROM (
+            SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
+            FROM ${values} s
+            WHERE p.max_t > p.min_t
+              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
+              AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
+              AND (s.event_time > p.min_t OR s.ingested_at > p.k_min)
+            ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at
+          ) s
         ) r ON true
         WHERE a.event_time IS NOT NULL OR r.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`

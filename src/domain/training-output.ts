@@ -161,7 +161,10 @@ export class PointInTimeMerge {
   private has = false
   private bestEvent = 0
   private bestIngested = 0
-  private bestNum: number | null = null
+  // the best candidate's value: a number (kept unboxed: always a number, with the flag below),
+  // a text, or neither (a stored null)
+  private bestNum = 0
+  private bestIsNum = false
   private bestText: string | null = null
   private readonly nFeatures: number
   private readonly known: boolean
@@ -192,7 +195,8 @@ export class PointInTimeMerge {
       this.has = true
       this.bestEvent = eventMs
       this.bestIngested = ingestedUs
-      this.bestNum = num
+      this.bestIsNum = num !== null
+      this.bestNum = num ?? 0
       this.bestText = text
     }
   }
@@ -233,13 +237,13 @@ export class PointInTimeMerge {
       return
     }
     a.eventTime[at] = this.bestEvent
-    if (this.bestNum === null && this.bestText === null) {
-      a.status[at] = STATUS_NULL_VALUE
-      return
-    }
-    a.status[at] = STATUS_PRESENT
-    if (this.bestNum !== null) a.num[at] = this.bestNum
-    else a.text[at] = this.bestText
+    if (this.bestIsNum) {
+      a.status[at] = STATUS_PRESENT
+      a.num[at] = this.bestNum
+    } else if (this.bestText !== null) {
+      a.status[at] = STATUS_PRESENT
+      a.text[at] = this.bestText
+    } else a.status[at] = STATUS_NULL_VALUE
   }
 }
 
