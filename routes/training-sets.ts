@@ -9,7 +9,7 @@ import { useEntityRowsJsonParser } from './entity-rows-body.js'
 import { TRAINING_SET_HEADERS, TrainingSetJson, TrainingSetRequestSchema, type TrainingSetRequest } from './schemas/training-sets.js'
 
 /** Rows rendered per chunk written to the response. */
-const CHUNK_ROWS = 1024
+const CHUNK_ROWS = 512
 
 export default async function trainingSetRoutes (app: App): Promise<void> {
   // entity_rows are read from the body's bytes into columns (routes/entity-rows-body.ts)

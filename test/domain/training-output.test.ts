@@ -2,7 +2,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { parseTimestamp } from '../../src/domain/time.js'
 import {
-  BlockAnswers, PointInTimeMerge, buildEntityBlock, chooseOutputFormat, featureColumnNames, isoMillis,
+  BlockAnswers, ByteWriter, PointInTimeMerge, buildEntityBlock, chooseOutputFormat, featureColumnNames, isoMillis,
   outputColumns, parseUtcTimestampFast, rowRenderer, type JoinFeature,
 } from '../../src/domain/training-output.js'
 
@@ -88,4 +88,49 @@ t.test('the known-mode merge: a candidate is seen once ingested at or before T',
   merge.push(0, 6, 11_500, 3, null) // visible from 12 ms
   merge.finish()
   t.same([0, 1, 2].map((r) => answers.value(r, 0)), [1, 1, 3])
+})
+
+t.test('ByteWriter writes what the string forms say, in UTF-8, across growth', async (t) => {
+  const w = new ByteWriter(16)
+  const expected: string[] = []
+  fc.assert(fc.property(fc.oneof(
+    fc.string({ unit: 'grapheme' }).map((s) => ({ kind: 'text' as const, s })),
+    fc.double().map((v) => ({ kind: 'number' as const, v })),
+    fc.integer({ min: -8.64e15, max: 8.64e15 }).map((ms) => ({ kind: 'time' as const, ms })),
+  ), (item) => {
+    if (item.kind === 'text') { w.text(item.s); expected.push(item.s) } else if (item.kind === 'number') { w.number(item.v); expected.push(String(item.v)) } else { w.isoMillis(item.ms); expected.push(isoMillis(item.ms)) }
+    w.byte(44)
+    expected.push(',')
+  }), { numRuns: 2000 })
+  t.equal(w.take(), expected.join(''))
+  t.equal(w.take(), '', 'take() starts over')
+  w.bytes(Buffer.from('é€😀', 'utf8'))
+  w.text('x€')
+  t.equal(w.take(), 'é€😀x€')
+})
+
+t.test('the renderers escape entity ids and texts, also when an entity repeats', async (t) => {
+  const features: JoinFeature[] = [{ dtype: 'string', ttl_ms: null }, { dtype: 'float64', ttl_ms: null }]
+  const ids = ['a,b', 'ü"q', 'a,b', 'plain', '']
+  const block = buildEntityBlock(ids.length, (i) => ids[i], (i) => i)
+  const answers = new BlockAnswers(block, features)
+  const merge = new PointInTimeMerge(answers, 'event')
+  block.entityIds.forEach((_, e) => { merge.push(e * 2, 0, 0, null, `v,${e}€`); merge.push(e * 2 + 1, 0, 0, -0.1 * e, null) })
+  merge.finish()
+  const view = { answers, entityAt: (r: number) => ids[r], extraAt: () => ({}) }
+  const layout = { columns: outputColumns([], ['s', 'n'], true), extraColumns: [], featureColumns: ['s', 'n'], includeMetadata: true }
+  const csv = rowRenderer('csv', layout)
+  const lines = (csv.start() + csv.rows(view, 0, 2) + csv.rows(view, 2, 5) + csv.end()).split('\n')
+  t.equal(lines[1], `"a,b",${isoMillis(0)},"v,0€",0,PRESENT,${isoMillis(0)},PRESENT,${isoMillis(0)}`)
+  t.equal(lines[2], `"ü""q",${isoMillis(1)},"v,1€",-0.1,PRESENT,${isoMillis(0)},PRESENT,${isoMillis(0)}`)
+  t.equal(lines[3], lines[1].replace(isoMillis(0), isoMillis(2)))
+  t.equal(lines[5].slice(0, 3), '"",')
+  for (const ndjson of [true, false]) {
+    const r = rowRenderer(ndjson ? 'ndjson' : 'json', layout)
+    const text = r.start() + r.rows(view, 0, 3) + r.rows(view, 3, 5) + r.end()
+    const rows = ndjson ? text.trim().split('\n').map((l) => JSON.parse(l)) : JSON.parse(text).rows
+    t.same(rows.map((x: Record<string, unknown>) => [x.entity_id, x.s, x.n, x.n__status]), [
+      ['a,b', 'v,0€', 0, 'PRESENT'], ['ü"q', 'v,1€', -0.1, 'PRESENT'], ['a,b', 'v,0€', 0, 'PRESENT'], ['plain', 'v,2€', -0.2, 'PRESENT'], ['', 'v,3€', -0.30000000000000004, 'PRESENT'],
+    ])
+  }
 })
