@@ -390,11 +390,14 @@ const FIELDS = 9
  * candidates: event_time[], ingested_at[], value_num[], value_text[], each NULL when there are
  * none; ingested_at is NULL throughout in "event" mode and value_text for non-text features).
  * A tuple may span many chunks: chunks are kept until the tuple's known length has arrived,
- * then joined once.
+ * then joined once, into one buffer the decoder reuses: a new Buffer per joined tuple (most
+ * tuples span chunks) counted ~240 MB of external memory per 1M-row training set, and V8 answers
+ * external memory with full garbage collections.
  */
-class CandidateDecoder {
+export class CandidateDecoder {
   private chunks: Buffer[] = []
   private buffered = 0
+  private joined = Buffer.allocUnsafe(0)
   /** Bytes needed before the next decoding attempt is worth it. */
   private need = 19
   private headerDone = false
@@ -409,7 +412,7 @@ class CandidateDecoder {
     this.chunks.push(chunk)
     this.buffered += chunk.length
     if (this.buffered < this.need) return
-    const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
+    const buf = this.chunks.length === 1 ? this.chunks[0] : this.join()
     let at = 0
     if (!this.headerDone) {
       if (!buf.subarray(0, 11).equals(COPY_SIGNATURE)) throw new Error('binary COPY: bad signature')
@@ -429,6 +432,19 @@ class CandidateDecoder {
 
   end (): void {
     if (!this.ended) throw new Error('binary COPY: stream ended before its trailer')
+  }
+
+  /**
+   * The kept chunks as one buffer: the reused one (the first chunk may be the rest of its last
+   * contents, which Buffer.copy moves safely), or a larger one when the tuple needs it.
+   */
+  private join (): Buffer {
+    let target = this.joined
+    if (target.length < this.buffered) target = Buffer.allocUnsafe(Math.max(this.buffered, target.length * 2))
+    let at = 0
+    for (const c of this.chunks) at += c.copy(target, at)
+    this.joined = target
+    return target.subarray(0, at)
   }
 
   /** Keeps buf[from..] for later; `need`: the bytes (from `from`) needed to go on. */
@@ -462,29 +478,31 @@ class CandidateDecoder {
 
   private decodeTuple (buf: Buffer): void {
     const { at, len } = this
-    const pair = buf.readInt32BE(at[0])
+    // DataView reads: about twice as fast as Buffer's read methods in this loop
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.length)
+    const pair = dv.getInt32(at[0])
     if (len[1] >= 0) {
-      this.sink(pair, eventMillis(buf, at[1]), len[2] < 0 ? 0 : epochMicros(buf, at[2]),
-        len[3] < 0 ? null : buf.readDoubleBE(at[3]), len[4] < 0 ? null : buf.toString('utf8', at[4], at[4] + len[4]))
+      this.sink(pair, eventMillis(dv, at[1]), len[2] < 0 ? 0 : epochMicros(dv, at[2]),
+        len[3] < 0 ? null : dv.getFloat64(at[3]), len[4] < 0 ? null : buf.toString('utf8', at[4], at[4] + len[4]))
     }
     if (len[5] < 0) return
     // arrays: a 20-byte header (one dimension), then per element int32 length (-1: NULL) and bytes
-    const count = buf.readInt32BE(at[5] + 12)
+    const count = dv.getInt32(at[5] + 12)
     let e = at[5] + ARRAY_HEADER
     let i = len[6] < 0 ? -1 : at[6] + ARRAY_HEADER
     let v = at[7] + ARRAY_HEADER
     let s = len[8] < 0 ? -1 : at[8] + ARRAY_HEADER
     for (let k = 0; k < count; k++) {
-      const eventMs = eventMillis(buf, e + 4)
+      const eventMs = eventMillis(dv, e + 4)
       e += 12
       let ingestedUs = 0
-      if (i >= 0) { ingestedUs = epochMicros(buf, i + 4); i += 12 }
+      if (i >= 0) { ingestedUs = epochMicros(dv, i + 4); i += 12 }
       let value: number | null = null
-      if (buf.readInt32BE(v) < 0) v += 4
-      else { value = buf.readDoubleBE(v + 4); v += 12 }
+      if (dv.getInt32(v) < 0) v += 4
+      else { value = dv.getFloat64(v + 4); v += 12 }
       let text: string | null = null
       if (s >= 0) {
-        const l = buf.readInt32BE(s)
+        const l = dv.getInt32(s)
         if (l >= 0) { text = buf.toString('utf8', s + 4, s + 4 + l); s += 4 + l } else s += 4
       }
       this.sink(pair, eventMs, ingestedUs, value, text)
@@ -493,18 +511,18 @@ class CandidateDecoder {
 }
 
 /** A timestamptz (µs since 2000) as epoch ms. Event times are whole milliseconds. */
-function eventMillis (buf: Buffer, at: number): number {
-  const hi = buf.readInt32BE(at)
+function eventMillis (dv: DataView, at: number): number {
+  const hi = dv.getInt32(at)
   if (hi > -0x100000 && hi < 0x100000) {
-    const us = hi * 4294967296 + buf.readUInt32BE(at + 4)
+    const us = hi * 4294967296 + dv.getUint32(at + 4)
     return Math.floor(us / 1000) + PG_EPOCH_MS
   }
-  return Number(buf.readBigInt64BE(at) / 1000n) + PG_EPOCH_MS
+  return Number(dv.getBigInt64(at) / 1000n) + PG_EPOCH_MS
 }
 
 /** A timestamptz (µs since 2000) as epoch µs; exact for any time the store stamps. */
-function epochMicros (buf: Buffer, at: number): number {
-  const hi = buf.readInt32BE(at)
-  if (hi > -0x100000 && hi < 0x100000) return hi * 4294967296 + buf.readUInt32BE(at + 4) + PG_EPOCH_US
-  return Number(buf.readBigInt64BE(at)) + PG_EPOCH_US
+function epochMicros (dv: DataView, at: number): number {
+  const hi = dv.getInt32(at)
+  if (hi > -0x100000 && hi < 0x100000) return hi * 4294967296 + dv.getUint32(at + 4) + PG_EPOCH_US
+  return Number(dv.getBigInt64(at)) + PG_EPOCH_US
 }
