@@ -316,7 +316,8 @@ export interface AnsweredRows {
  * Renders answered rows as text in one format: a prologue, the rows, an epilogue. Rendering
  * reads the block's columns directly (no row objects) and writes bytes (ByteWriter), not
  * strings, since it is most of the CPU time of a large training set: building each row as a
- * string and encoding the joined text cost ~1.8x the time, most of it in garbage collection.
+ * string and encoding the joined text took ~1.8x the time in a micro-benchmark (full-precision
+ * floats), and made more garbage.
  */
 export interface RowRenderer {
   readonly mediaType: string
@@ -330,8 +331,8 @@ export function rowRenderer (format: OutputFormat, layout: OutputLayout): RowRen
 }
 
 /**
- * Text written straight into a Buffer that grows as needed; take() hands the bytes over and
- * starts a new buffer (the one taken belongs to the caller, e.g. a socket's write queue).
+ * Text written straight into one Buffer, grown as needed and reused: take() returns what was
+ * written as a string and starts over.
  */
 export class ByteWriter {
   private buf: Buffer
