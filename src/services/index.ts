@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { AppDeps } from '../context.js'
+import { trainingReadConnections } from '../config.js'
 import { RegistryService } from './registry.js'
 import { ContractService } from './contracts.js'
 import { TrainingSetService } from './training-sets.js'
@@ -62,7 +63,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   // point-in-time reads with plan-time bounds where a hypertable would otherwise plan every chunk
   const bounded = deps.config.PIT_READS === 'bounded' || (deps.config.PIT_READS === 'auto' && deps.storageMode === 'timescaledb')
   const boundedReads = bounded ? { lookbackMs: deps.config.PIT_LOOKBACK_SECONDS * 1000 } : undefined
-  const trainingSets = new TrainingSetService(deps.sql, { maxRows: deps.config.MAX_TRAINING_ROWS, blockRows: deps.config.TRAINING_BLOCK_ROWS, readConnections: deps.config.TRAINING_READ_CONNECTIONS, boundedReads })
+  const trainingSets = new TrainingSetService(deps.sql, { maxRows: deps.config.MAX_TRAINING_ROWS, blockRows: deps.config.TRAINING_BLOCK_ROWS, readConnections: trainingReadConnections(deps.config, deps.storageMode), boundedReads })
   const retrieval = new RetrievalService(deps.sql, { blockRows: deps.config.TRAINING_BLOCK_ROWS, boundedReads })
   const pipelines = new PipelineService(deps, trainingSets, app.log, { syncMaxRows: deps.config.PIPELINE_SYNC_MAX_ROWS, concurrency: deps.config.PIPELINE_CONCURRENCY, backgroundJobs: opts.backgroundJobs })
   closers.push(async () => { await pipelines.close() })
