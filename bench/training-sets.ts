@@ -194,7 +194,7 @@ async function measure (port: number, pid: number, body: Buffer, postmasterPid?:
   const pgCpuBase = postgresCpuSeconds(postmasterPid)
   let peak = base
   const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(pid)) }, 20)
-  const worker = new Worker(REQUESTER, { eval: true, workerData: { port, body: new Uint8Array(body) } })
+  const worker = new Worker(REQUESTER, { eval: true, workerData: { port, body } })
   try {
     const got = await new Promise<{ seconds: number, firstByteSeconds: number, lines: number, bytes: number, status: number, error?: string }>((resolve, reject) => {
       worker.once('message', resolve)
