@@ -305,47 +305,48 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
           ORDER BY s.event_time DESC, s.ingested_at DESC
           LIMIT 1`
   const values = spec.bounded ? conn`pit_block_values` : conn`feature_snapshots`
-  const copy = spec.mode === 'event'
-    ? conn`
+  // The candidates of numeric and of text features come from two subqueries, one of which a
+  // pair's is_text leaves out before it runs: the numeric one reads no column outside the
+  // primary key index (it INCLUDEs value_num, migrations/100), so PostgreSQL reads it alone
+  // (an index-only scan) where the table's pages are marked all-visible, instead of fetching
+  // every candidate's table row: 0.31 instead of 0.51 s for 1.26M candidates on 18.4.
+  const known = spec.mode === 'known'
+  const later = known
+    ? conn`s.event_time <= p.max_t AND s.ingested_at <= p.k_max AND (s.event_time > p.min_t OR s.ingested_at > p.k_min)`
+    : conn`s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max`
+  const order = known
+    ? conn`greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at`
+    : conn`s.event_time, s.ingested_at`
+  // ingested_at goes out only in "known" mode (the decoder takes a NULL array for "none")
+  const ingested = known ? conn`array_agg(s.ingested_at)` : conn`NULL::timestamptz[]`
+  const copy = conn`
       COPY (
-        SELECT p.pair, a.event_time, NULL::timestamptz, a.value_num, a.value_text,
-               r.ev, NULL::timestamptz[], r.num, r.txt
+        SELECT p.pair, a.event_time, ${known ? conn`a.ingested_at` : conn`NULL::timestamptz`}, a.value_num, a.value_text,
+               coalesce(n.ev, t.ev), coalesce(n.ing, t.ing), coalesce(n.num, t.num), t.txt
         FROM pit_pairs p
         LEFT JOIN LATERAL (${anchor}) a ON true
         LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time) AS ev, array_agg(s.value_num) AS num,
-                 array_agg(s.value_text) FILTER (WHERE p.is_text) AS txt
+          SELECT array_agg(s.event_time) AS ev, ${ingested} AS ing, array_agg(s.value_num) AS num
           FROM (
-            SELECT s.event_time, s.value_num, s.value_text
+            SELECT s.event_time, s.ingested_at, s.value_num
             FROM ${values} s
-            WHERE p.max_t > p.min_t
-              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-              AND s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
-            ORDER BY s.event_time, s.ingested_at
+            WHERE NOT p.is_text AND p.max_t > p.min_t
+              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
+            ORDER BY ${order}
           ) s
-        ) r ON true
-        WHERE a.event_time IS NOT NULL OR r.ev IS NOT NULL
-      ) TO STDOUT (FORMAT binary)`
-    : conn`
-      COPY (
-        SELECT p.pair, a.event_time, a.ingested_at, a.value_num, a.value_text,
-               r.ev, r.ing, r.num, r.txt
-        FROM pit_pairs p
-        LEFT JOIN LATERAL (${anchor}) a ON true
+        ) n ON true
         LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time) AS ev, array_agg(s.ingested_at) AS ing, array_agg(s.value_num) AS num,
-                 array_agg(s.value_text) FILTER (WHERE p.is_text) AS txt
+          SELECT array_agg(s.event_time) AS ev, ${ingested} AS ing, array_agg(s.value_num) AS num,
+                 array_agg(s.value_text) AS txt
           FROM (
             SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
             FROM ${values} s
-            WHERE p.max_t > p.min_t
-              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id
-              AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max
-              AND (s.event_time > p.min_t OR s.ingested_at > p.k_min)
-            ORDER BY greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at
+            WHERE p.is_text AND p.max_t > p.min_t
+              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
+            ORDER BY ${order}
           ) s
-        ) r ON true
-        WHERE a.event_time IS NOT NULL OR r.ev IS NOT NULL
+        ) t ON true
+        WHERE a.event_time IS NOT NULL OR n.ev IS NOT NULL OR t.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`
   const stream = await copy.readable()
   throwIfCopyFailed(stream)

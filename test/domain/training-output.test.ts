@@ -109,6 +109,51 @@ t.test('ByteWriter writes what the string forms say, in UTF-8, across growth', a
   t.equal(w.take(), 'é€😀x€')
 })
 
+t.test('ByteWriter.number writes String(v) for every kind of double', async (t) => {
+  // the 15-digit decimal path (shortDecimal) and its way back to String(v), on each side of
+  // every edge: decimals of 1 to 17 significant digits, powers of ten and their neighbours,
+  // the ends of the positional range (1e-6, 1e15, 1e21), negative values and zeros
+  const w = new ByteWriter(8)
+  const check = (v: number): boolean => {
+    w.number(v)
+    return w.take() === String(v)
+  }
+  const neighbours = (v: number, steps: number): number[] => {
+    const view = new DataView(new ArrayBuffer(8))
+    view.setFloat64(0, v)
+    const bits = view.getBigUint64(0)
+    const out: number[] = []
+    for (let k = -steps; k <= steps; k++) {
+      view.setBigUint64(0, bits + BigInt(k))
+      out.push(view.getFloat64(0))
+    }
+    return out
+  }
+  const decimal = fc.tuple(fc.integer({ min: 1, max: 17 }), fc.integer({ min: -12, max: 22 }), fc.boolean(), fc.double({ min: 0, max: 1, noNaN: true }))
+    .map(([digits, exponent, negative, r]) => {
+      const m = Math.floor(r * 10 ** digits)
+      const v = Number(`${m}e${exponent - digits}`)
+      return negative ? -v : v
+    })
+  fc.assert(fc.property(fc.oneof(decimal, fc.double(), fc.double({ min: 1e-7, max: 1e16, noNaN: true }), fc.double({ min: -1e16, max: -1e-7, noNaN: true })), check), { numRuns: 20_000 })
+  const edges: number[] = [0, -0, 1e-6, 1e-7, 1e15, 1e21, 1e-5 * 3, 0.1 + 0.2, 1 / 3, 2 / 3, 123456789012345, 999999999999999, 0.000001234567890123]
+  for (let k = -8; k <= 22; k++) {
+    for (const f of [1, 1.5, 2.5, 9.99999999999999, 9.999999999999998, 1.00000000000001]) {
+      edges.push(...neighbours(Number(`${f}e${k}`), 3))
+      edges.push(...neighbours(-Number(`${f}e${k}`), 1))
+    }
+  }
+  const wrong = edges.filter((v) => !check(v))
+  t.same(wrong.map(String), [], 'edges')
+  // a price-like series as a training set renders it: 2-decimal prices and their scaled copies
+  let bad = 0
+  for (let i = 0; i < 20_000; i++) {
+    const price = Math.round(Math.sin(i) * 1e6 + 2e6) / 100
+    if (!check(price) || !check(price * 1.003) || !check((price - 1) / price)) bad++
+  }
+  t.equal(bad, 0, 'price-like values')
+})
+
 t.test('the renderers escape entity ids and texts, also when an entity repeats', async (t) => {
   const features: JoinFeature[] = [{ dtype: 'string', ttl_ms: null }, { dtype: 'float64', ttl_ms: null }]
   const ids = ['a,b', 'ü"q', 'a,b', 'plain', '']
