@@ -12,6 +12,7 @@ import { openDatabase } from '../db/bootstrap.js'
 import { loadConfig, trainingReadConnections } from '../src/config.js'
 import { insertDefinition } from '../test/lib/fixtures.js'
 import { sharedDataDir } from '../test/lib/shared-data.js'
+import { seededRandom } from '../test/lib/random.js'
 import type { Bench, BenchResult } from './lib/harness.js'
 
 /**
@@ -64,8 +65,7 @@ export function loadSeries (): { series: Series[], startMs: number, hours: numbe
   }
   const startMs = Date.UTC(2021, 3, 4, 21)
   const hours = 23_988
-  let seed = 42
-  const rnd = (): number => { seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31; return seed / 2 ** 31 }
+  const rnd = seededRandom(42)
   for (let s = 0; s < 10; s++) {
     const values = FEATURES.map(() => new Float64Array(hours))
     let price = 100 + s * 10
@@ -105,8 +105,10 @@ export function * copyChunks (series: Series[], ids: number[], startMs: number, 
 
 /** Deterministic entity rows: random (entity, minute) over the range, sorted by time. */
 export function entityRows (entities: string[], startMs: number, hours: number): Array<{ e: number, t: number }> {
-  let seed = 7
-  const rnd = (): number => { seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31; return seed / 2 ** 31 }
+  // mulberry32: the LCG used here before computed seed * 1103515245 in doubles, past 2^53, and
+  // fell into a cycle of 10,466 draws, so the "million random rows" were 7,234 distinct ones
+  // repeated (their values rendered from V8's number-to-string cache)
+  const rnd = seededRandom(7)
   const rows = Array.from({ length: ROWS }, () => ({ e: Math.floor(rnd() * entities.length), t: startMs + Math.floor(rnd() * (hours - 1) * 60) * 60_000 }))
   return rows.sort((a, b) => a.t - b.t)
 }
