@@ -4,7 +4,6 @@ import { MAX_RETRIEVE_FEATURES, type RetrieveRequest, type RetrieveResponse } fr
 import { UnprocessableError } from '../domain/errors.js'
 import { entityIdProblem } from '../domain/names.js'
 import { formatTimestamp, parseTimestamp } from '../domain/time.js'
-import { STATUS_NAMES } from '../domain/training-output.js'
 import { contractRefsWithin, joinPointInTime, requireFeaturesOrContract, resolveContract, resolveCutoff, resolveFeatures } from './training-sets.js'
 
 type PointValue = RetrieveResponse['results'][number]['values'][string]
@@ -46,7 +45,7 @@ export class RetrievalService {
           const v: PointValue = {
             value: answers.value(r, f),
             event_time: at === null ? null : formatTimestamp(at),
-            status: STATUS_NAMES[answers.status[r * refs.length + f]],
+            status: answers.statusName(r, f),
           }
           values[refs[f]] = v
         }

@@ -13,7 +13,7 @@ import { EntityRowColumns, entityRowColumnsSteps } from '../domain/training-body
 import { EventLoopSlices, runInSlices } from './event-loop-slices.js'
 import {
   BlockAnswers, PointInTimeMerge, entityBlockSteps, featureColumnNames, outputColumns,
-  STATUS_NAMES, type AnsweredRows, type PointInTime,
+  type AnsweredRows, type PointInTime,
 } from '../domain/training-output.js'
 
 export type { TrainingSetRequest, EntityRowInput }
@@ -191,7 +191,7 @@ export class TrainingSetService {
           const times = new Array<number | null>(nFeatures)
           for (let f = 0; f < nFeatures; f++) {
             values[f] = answers.value(r, f)
-            statuses[f] = STATUS_NAMES[answers.status[r * nFeatures + f]]
+            statuses[f] = answers.statusName(r, f)
             times[f] = answers.answerTime(r, f)
           }
           batch[r - from] = { entity_id: entityAt(r), event_time: answers.block.t[r], extra: extraAt(r), values, statuses, feature_event_times: times }

@@ -51,6 +51,8 @@ t.test('the merge answers a block; the renderers write it', async (t) => {
   const block = buildEntityBlock(rows.length, (i) => rows[i].e, (i) => rows[i].t)
   t.same(block.entityIds, ['x', 'y'])
   t.same([...block.order], [2, 0, 3, 1], 'rows grouped by entity, by T')
+  t.same([...block.rank], [1, 3, 0, 2], 'each row\'s position in that order')
+  t.same([...block.sortedT], [50, 100, 100, 5], 'T by position')
   const answers = new BlockAnswers(block, features)
   const merge = new PointInTimeMerge(answers, 'event')
   merge.push(0, 45, 0, 1.5, null) // x f0
