@@ -456,23 +456,9 @@ export class ByteWriter {
     // the 15 digits, as ASCII, two at a time, in int32 arithmetic (with double arithmetic, and
     // so double indexes into the typed arrays, the method took ~40 % longer)
     const d = DIGITS15
-    let hi = Math.floor(m / 1e8) | 0 // 7 digits
-    let lo = (m - hi * 1e8) | 0 // 8 digits
-    for (let i = 13; i >= 7; i -= 2) {
-      const q = (lo / 100) | 0
-      const r = (lo - q * 100) << 1
-      d[i] = DIGIT_PAIRS[r]
-      d[i + 1] = DIGIT_PAIRS[r + 1]
-      lo = q
-    }
-    for (let i = 5; i >= 1; i -= 2) {
-      const q = (hi / 100) | 0
-      const r = (hi - q * 100) << 1
-      d[i] = DIGIT_PAIRS[r]
-      d[i + 1] = DIGIT_PAIRS[r + 1]
-      hi = q
-    }
-    d[0] = DIGIT_0 + hi
+    const hi = Math.floor(m / 1e8) | 0 // 7 digits
+    digitPairs(d, 15, (m - hi * 1e8) | 0, 4) // 8 digits
+    d[0] = DIGIT_0 + digitPairs(d, 7, hi, 3)
     let n = 15
     while (d[n - 1] === DIGIT_0) n--
     const buf = this.buf
@@ -733,6 +719,18 @@ const DIGIT_PAIRS = Uint8Array.from({ length: 200 }, (_, i) => DIGIT_0 + (i % 2 
 const POW10_ZERO = 8
 const POW10 = Float64Array.from({ length: 23 + POW10_ZERO }, (_, i) => Number(`1e${i - POW10_ZERO}`))
 const DIGITS15 = new Uint8Array(15)
+
+/** Writes the last 2 * pairs digits of x (an int32) as ASCII into d[end - 2 * pairs, end); returns the rest of x. */
+function digitPairs (d: Uint8Array, end: number, x: number, pairs: number): number {
+  for (let i = end - 2; pairs > 0; i -= 2, pairs--) {
+    const q = (x / 100) | 0
+    const r = (x - q * 100) << 1
+    d[i] = DIGIT_PAIRS[r]
+    d[i + 1] = DIGIT_PAIRS[r + 1]
+    x = q
+  }
+  return x
+}
 /** ByteWriter.number's argument to shortDecimal. */
 const NUMBER_ARG = new Float64Array(1)
 const exponentF64 = new Float64Array(1)
