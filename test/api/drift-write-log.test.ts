@@ -69,10 +69,16 @@ t.test('untracked writes turn the range read off; the rebuild turns it back on',
   res = await app.inject({ method: 'GET', url: '/v1/drift/write-log', headers: read })
   t.same(res.json(), { range_read: 'available', logged_writes: 3, untracked_writes: 0, first_untracked_at: null, last_untracked_at: null })
 
-  // the rebuild is audited, with what it did
-  res = await app.inject({ method: 'GET', url: '/v1/audit?route=/v1/drift/write-log/rebuild', headers: admin })
-  t.equal(res.statusCode, 200, res.body)
-  const entries = res.json().items as Array<{ method: string, status: number, params: { detail?: Record<string, unknown> } }>
+  // the rebuild is audited, with what it did. Entries are written after the answer is sent (by
+  // an onResponse hook, which may run after inject() has resolved): wait for both
+  let entries: Array<{ method: string, status: number, params: { detail?: Record<string, unknown> } }> = []
+  for (let attempt = 0; attempt < 100 && entries.length < 2; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    await app.services.audit.flush()
+    res = await app.inject({ method: 'GET', url: '/v1/audit?route=/v1/drift/write-log/rebuild', headers: admin })
+    t.equal(res.statusCode, 200, res.body)
+    entries = res.json().items
+  }
   t.same(entries.map((e) => e.status).sort(), [200, 403], 'the refused and the done rebuild are audited')
   t.match(entries.find((e) => e.status === 200)?.params.detail, { logged_writes: 3, cleared_untracked_writes: 2 })
 })
