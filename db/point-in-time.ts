@@ -319,33 +319,25 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
     : conn`s.event_time, s.ingested_at`
   // ingested_at goes out only in "known" mode (the decoder takes a NULL array for "none")
   const ingested = known ? conn`array_agg(s.ingested_at)` : conn`NULL::timestamptz[]`
+  // a pair's later candidates, read only when the pair's is_text is `text`
+  const candidates = (text: boolean): postgres.PendingQuery<postgres.Row[]> => conn`
+          SELECT array_agg(s.event_time) AS ev, ${ingested} AS ing, array_agg(s.value_num) AS num
+                 ${text ? conn`, array_agg(s.value_text) AS txt` : conn``}
+          FROM (
+            SELECT s.event_time, s.ingested_at, s.value_num ${text ? conn`, s.value_text` : conn``}
+            FROM ${values} s
+            WHERE ${text ? conn`p.is_text` : conn`NOT p.is_text`} AND p.max_t > p.min_t
+              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
+            ORDER BY ${order}
+          ) s`
   const copy = conn`
       COPY (
         SELECT p.pair, a.event_time, ${known ? conn`a.ingested_at` : conn`NULL::timestamptz`}, a.value_num, a.value_text,
                coalesce(n.ev, t.ev), coalesce(n.ing, t.ing), coalesce(n.num, t.num), t.txt
         FROM pit_pairs p
         LEFT JOIN LATERAL (${anchor}) a ON true
-        LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time) AS ev, ${ingested} AS ing, array_agg(s.value_num) AS num
-          FROM (
-            SELECT s.event_time, s.ingested_at, s.value_num
-            FROM ${values} s
-            WHERE NOT p.is_text AND p.max_t > p.min_t
-              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
-            ORDER BY ${order}
-          ) s
-        ) n ON true
-        LEFT JOIN LATERAL (
-          SELECT array_agg(s.event_time) AS ev, ${ingested} AS ing, array_agg(s.value_num) AS num,
-                 array_agg(s.value_text) AS txt
-          FROM (
-            SELECT s.event_time, s.ingested_at, s.value_num, s.value_text
-            FROM ${values} s
-            WHERE p.is_text AND p.max_t > p.min_t
-              AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
-            ORDER BY ${order}
-          ) s
-        ) t ON true
+        LEFT JOIN LATERAL (${candidates(false)}) n ON true
+        LEFT JOIN LATERAL (${candidates(true)}) t ON true
         WHERE a.event_time IS NOT NULL OR n.ev IS NOT NULL OR t.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`
   const stream = await copy.readable()

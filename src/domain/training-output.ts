@@ -418,13 +418,7 @@ export class ByteWriter {
     // handed over through a typed array: shortDecimal is too large to be inlined, and a double
     // passed as an argument to a call that is not would be boxed (allocated) on every call
     NUMBER_ARG[0] = v
-    if (this.shortDecimal()) return
-    const s = String(v)
-    const n = s.length
-    const buf = this.buf
-    let at = this.at
-    for (let i = 0; i < n; i++) buf[at++] = s.charCodeAt(i)
-    this.at = at
+    if (!this.shortDecimal()) this.text(String(v))
   }
 
   /**
