@@ -12,7 +12,7 @@ import { sliced } from '../src/services/event-loop-slices.js'
  * Between chunks the event loop gets a turn every few milliseconds (src/services/event-loop-
  * slices.ts), so one large download does not hold up every other request of the instance.
  */
-export function streamReleasing (chunks: (release: () => Promise<void>) => AsyncGenerator<string | Buffer>, release: () => Promise<unknown>): Readable {
+export function streamReleasing (chunks: (release: () => Promise<void>) => AsyncGenerator<string>, release: () => Promise<unknown>): Readable {
   let released: Promise<void> | undefined
   const once = async (): Promise<void> => {
     released ??= release().then(() => {}, () => {})

@@ -61,7 +61,7 @@ export default async function trainingSetRoutes (app: App): Promise<void> {
     // The first block is computed before answering, so that its failure is still a problem+json.
     const first = await blocks.next()
     const renderer = rowRenderer(format, { columns: resolved.columns, extraColumns: resolved.extraColumns, featureColumns: resolved.featureColumns, includeMetadata: resolved.includeMetadata })
-    async function * body (release: () => Promise<void>): AsyncGenerator<string | Buffer> {
+    async function * body (release: () => Promise<void>): AsyncGenerator<string> {
       try {
         yield renderer.start()
         let next: IteratorResult<AnsweredRows> = first

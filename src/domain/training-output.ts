@@ -345,7 +345,7 @@ export interface AnsweredRows {
 export interface RowRenderer {
   readonly mediaType: string
   start: () => string
-  rows: (block: AnsweredRows, from: number, to: number) => Buffer
+  rows: (block: AnsweredRows, from: number, to: number) => string
   end: () => string
 }
 
@@ -355,7 +355,7 @@ export function rowRenderer (format: OutputFormat, layout: OutputLayout): RowRen
 
 /**
  * Text written straight into one Buffer, grown as needed and reused: take() returns what was
- * written as a string (takeBytes() as a Buffer) and starts over.
+ * written as a string and starts over.
  */
 export class ByteWriter {
   private buf: Buffer
@@ -407,10 +407,11 @@ export class ByteWriter {
   }
 
   /**
-   * A number as String(v) writes it (ASCII). Most stored values have at most 15 significant
-   * digits (prices, sizes, counts): those are written from integer arithmetic (shortDecimal),
-   * the others through String(v), which costs ~120-250 ns a value (~60 ns here) and was the
-   * largest single item of a training set's CPU profile.
+   * A number as String(v) writes it (ASCII). Over [1e-6, 1e15), values of at most 15
+   * significant digits (prices, sizes, counts) are written from integer arithmetic
+   * (shortDecimal), those of 16 or 17 (returns, ratios, scaled prices) from an exact product
+   * (longDecimal); the others through String(v), which costs ~120-250 ns a value (~40-60 ns
+   * here) and was the largest single item of a training set's CPU profile.
    */
   number (v: number): void {
     // String(v) of a number is at most 25 characters (-0.0000012345678901234567)
@@ -423,7 +424,8 @@ export class ByteWriter {
 
   /**
    * Writes v (NUMBER_ARG[0]) as String(v) would when |v| is 0 or in [1e-6, 1e15) and v has a
-   * decimal representation of at most 15 significant digits; else writes nothing and says false.
+   * decimal representation of at most 15 significant digits; else, over that range, as
+   * longDecimal does; else writes nothing and says false.
    *
    * With e = floor(log10 |v|), m = round(|v| * 10^(14 - e)) has 15 digits, and the decimal
    * D = m * 10^(e - 14) reads back as v exactly when m / 10^(14 - e) === |v| (both operands
@@ -446,18 +448,107 @@ export class ByteWriter {
     if (a >= POW10[e + 1 + POW10_ZERO]) e++
     const p = POW10[14 - e + POW10_ZERO]
     const m = Math.round(a * p)
-    if (m / p !== a || m < 1e14 || m >= 1e15) return false
+    if (m < 1e14 || m >= 1e15) return false
+    if (m / p !== a) return this.longDecimal(e)
     // the 15 digits, as ASCII, two at a time, in int32 arithmetic (with double arithmetic, and
     // so double indexes into the typed arrays, the method took ~40 % longer)
-    const d = DIGITS15
+    const d = DIGITS17
     const hi = Math.floor(m / 1e8) | 0 // 7 digits
     digitPairs(d, 15, (m - hi * 1e8) | 0, 4) // 8 digits
     d[0] = DIGIT_0 + digitPairs(d, 7, hi, 3)
     let n = 15
     while (d[n - 1] === DIGIT_0) n--
+    this.positional(n, e, v < 0)
+    return true
+  }
+
+  /**
+   * Writes v (NUMBER_ARG[0]; |v| in [1e-6, 1e15), e = floor(log10 |v|)) as String(v) would when
+   * its shortest decimal has 16 or 17 significant digits; else (at most 15, or too close to
+   * call) writes nothing and says false.
+   *
+   * With k = 16 - e, S = |v| * 10^k lies in [1e16, 1e17): a decimal of 17 significant digits
+   * is an integer N there (times 10^-k), one of 16 a multiple of 10. N reads back as v when it
+   * lies within the half-gaps from S to the neighbouring doubles' S (`up`, and `down`, half of
+   * it below a power of two), both exact. S comes exactly as hi + lo (Dekker's product: 10^k is
+   * exact for k <= 22), then as the integer nh * 1e8 + nl plus a fraction fr in [0, 1). The
+   * gaps are 0.55 to 11.1 units wide, so the nearest integer always reads back; String(v) is
+   * the multiple of 10 that does, the nearer if two do, else that integer. The distances are
+   * small sums of exact values, off by at most ~2^-46: whenever one is within EPS of a gap, a
+   * tie or 0.5, and whenever a multiple of 100 might read back (15 digits or fewer), the answer
+   * is left to String(v). A property test compares the output with String(v).
+   */
+  private longDecimal (e: number): boolean {
+    const v = NUMBER_ARG[0]
+    const a = v < 0 ? -v : v
+    const k = 16 - e
+    if (k > 22) return false
+    const p = POW10[k + POW10_ZERO]
+    // a * p = hi + lo exactly (Veltkamp's split of a; p's is in the tables)
+    const c = SPLITTER * a
+    const ah = c - (c - a)
+    const al = a - ah
+    const ph = POW10_HI[k]
+    const pl = POW10_LO[k]
+    const hi = a * p
+    const lo = ((ah * ph - hi) + ah * pl + al * ph) + al * pl
+    // hi is an even integer below 2^57: nh * 1e8 and nh * 1e8 + nl are exact
+    let nh = Math.floor(hi / 1e8)
+    let nl = hi - nh * 1e8
+    const whole = Math.floor(lo)
+    const fr = lo - whole
+    nl += whole
+    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
+    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
+    if (nh < 1e8 || nh >= 1e9) return false
+    // half the gap to the next double, as a double (2^(e2 - 53)), times p: exact
+    exponentF64[0] = a
+    const top = exponentU32[EXPONENT_WORD]
+    const powerOfTwo = (top & 0xfffff) === 0 && exponentU32[1 - EXPONENT_WORD] === 0
+    exponentU32[EXPONENT_WORD] = (((top >>> 20) & 0x7ff) - 53) << 20
+    exponentU32[1 - EXPONENT_WORD] = 0
+    const up = exponentF64[0] * p
+    const down = powerOfTwo ? up * 0.5 : up
+    // S's distances to the multiples of 100 and of 10 below it
+    const r100 = nl % 100
+    const y = r100 + fr
+    if (y < down + EPS || 100 - y < up + EPS) return false
+    const r = r100 % 10
+    const x = r + fr
+    const lowerIn = x < down - EPS
+    const upperIn = 10 - x < up - EPS
+    if ((!lowerIn && x <= down + EPS) || (!upperIn && 10 - x <= up + EPS)) return false
+    let add: number
+    if (lowerIn && upperIn) {
+      if (x > 5 - EPS && x < 5 + EPS) return false
+      add = x < 5 ? -r : 10 - r
+    } else if (lowerIn) add = -r
+    else if (upperIn) add = 10 - r
+    else {
+      if (fr === 0.5) return false
+      add = fr < 0.5 ? 0 : 1
+    }
+    nl += add
+    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
+    if (nh >= 1e9) return false
+    const d = DIGITS17
+    digitPairs(d, 17, nl | 0, 4) // 8 digits
+    d[0] = DIGIT_0 + digitPairs(d, 9, nh | 0, 4) // 9 digits
+    let n = 17
+    while (d[n - 1] === DIGIT_0) n--
+    this.positional(n, e, v < 0)
+    return true
+  }
+
+  /**
+   * Writes the n significant digits in DIGITS17 (the first nonzero) of a number whose decimal
+   * exponent is e, in positional notation as String(v) does (room already made).
+   */
+  private positional (n: number, e: number, negative: boolean): void {
+    const d = DIGITS17
     const buf = this.buf
     let at = this.at
-    if (v < 0) buf[at++] = MINUS
+    if (negative) buf[at++] = MINUS
     if (e >= 0) {
       // the integer part: e + 1 digits (its last ones may be zeros of m); then the fraction
       const whole = e + 1
@@ -473,7 +564,6 @@ export class ByteWriter {
       for (let i = 0; i < n; i++) buf[at++] = d[i]
     }
     this.at = at
-    return true
   }
 
   /**
@@ -515,24 +605,19 @@ export class ByteWriter {
     this.at = at
   }
 
-  /** The text written since the last take(), as a string; the writer starts over in the same buffer. */
+  /**
+   * The text written since the last take(), as a string; the writer starts over in the same
+   * buffer. A training set's chunks leave this way. A string lives on the JavaScript heap and
+   * dies young (a scavenge frees it); a new Buffer per chunk counts as external memory instead,
+   * ~120 MB per 1M rows, which V8 answers with full collections unless scavenges free the
+   * Buffers first. With the numbers written without String(v) (longDecimal), little else
+   * makes young garbage: Buffers then caused 19 full collections per 1M-row grid request
+   * (strings: 3), their marking thread taking CPU from PostgreSQL, and cost ~0.3 s more service
+   * CPU than the UTF-8 decoding and encoding of strings (an earlier session, with String(v)
+   * garbage, had measured Buffers 0.08 s ahead).
+   */
   take (): string {
     const out = this.buf.toString('utf8', 0, this.at)
-    this.at = 0
-    return out
-  }
-
-  /**
-   * What was written, as a Buffer of its own, and starts over. A training set's chunks leave
-   * this way: as strings they were decoded from UTF-8 here and encoded again by the socket
-   * (grid service CPU per 1M rows 1.94 -> 1.86 s, medians of 12 paired requests each way). A
-   * Buffer counts as external memory, which V8 answers with full collections: an earlier
-   * session, whose COPY decoder still made a Buffer per tuple, saw one every few chunks (3x the
-   * whole request's GC time) and kept strings; now 11 instead of 10 over three 1M-row grid
-   * requests, +22 ms of GC per request against the -80 ms of CPU.
-   */
-  takeBytes (): Buffer {
-    const out = Buffer.from(this.buf.subarray(0, this.at))
     this.at = 0
     return out
   }
@@ -639,7 +724,7 @@ function jsonRenderer (layout: OutputLayout, ndjson: boolean): RowRenderer {
         w.byte(125) // }
         if (ndjson) w.byte(NEWLINE)
       }
-      return w.takeBytes()
+      return w.take()
     },
     end: () => (ndjson ? '' : ']}'),
   }
@@ -692,7 +777,7 @@ function csvRenderer (layout: OutputLayout): RowRenderer {
         }
         w.byte(NEWLINE)
       }
-      return w.takeBytes()
+      return w.take()
     },
     end: () => '',
   }
@@ -722,7 +807,13 @@ const DIGIT_PAIRS = Uint8Array.from({ length: 200 }, (_, i) => DIGIT_0 + (i % 2 
 /** 10^k for k in [-POW10_ZERO, 22], at k + POW10_ZERO: exact for k >= 0 (the nearest doubles below). */
 const POW10_ZERO = 8
 const POW10 = Float64Array.from({ length: 23 + POW10_ZERO }, (_, i) => Number(`1e${i - POW10_ZERO}`))
-const DIGITS15 = new Uint8Array(15)
+const DIGITS17 = new Uint8Array(17)
+/** Veltkamp's splitter for doubles (2^27 + 1), and 10^k (k in [0, 22]) split by it: 10^k = hi + lo. */
+const SPLITTER = 134_217_729
+const POW10_HI = Float64Array.from({ length: 23 }, (_, k) => { const c = SPLITTER * 10 ** k; return c - (c - 10 ** k) })
+const POW10_LO = Float64Array.from({ length: 23 }, (_, k) => 10 ** k - POW10_HI[k])
+/** longDecimal's margin: far above its rounding errors (~2^-46), far below a gap (>= 0.55). */
+const EPS = 1e-9
 
 /** Writes the last 2 * pairs digits of x (an int32) as ASCII into d[end - 2 * pairs, end); returns the rest of x. */
 function digitPairs (d: Uint8Array, end: number, x: number, pairs: number): number {

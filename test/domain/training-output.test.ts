@@ -1,6 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { parseTimestamp } from '../../src/domain/time.js'
+import { seededRandom } from '../lib/random.js'
 import {
   BlockAnswers, ByteWriter, PointInTimeMerge, buildEntityBlock, chooseOutputFormat, featureColumnNames, isoMillis,
   outputColumns, parseUtcTimestampFast, rowRenderer, type JoinFeature,
@@ -154,6 +155,54 @@ t.test('ByteWriter.number writes String(v) for every kind of double', async (t) 
     if (!check(price) || !check(price * 1.003) || !check((price - 1) / price)) bad++
   }
   t.equal(bad, 0, 'price-like values')
+})
+
+t.test('ByteWriter.number writes 16- and 17-digit doubles as String(v) (longDecimal)', async (t) => {
+  // every double whose binary exponent falls in [1e-6, 1e15), uniformly over its bits: 90 % of
+  // them need 16 or 17 digits; then each side of every power of two (where the gap below is
+  // half the gap above) and of every power of ten in the range
+  const w = new ByteWriter(8)
+  const view = new DataView(new ArrayBuffer(8))
+  const rnd = seededRandom(11)
+  const wrong: string[] = []
+  const check = (v: number): void => {
+    w.number(v)
+    const s = w.take()
+    if (s !== String(v) && wrong.length < 10) wrong.push(`${String(v)} written as ${s}`)
+  }
+  let long = 0
+  for (let i = 0; i < 200_000; i++) {
+    const exponent = 1003 + Math.floor(rnd() * 47) // 2^-20 .. 2^26 * 2^23
+    view.setUint32(0, ((rnd() < 0.5 ? 0x80000000 : 0) | (exponent << 20) | Math.floor(rnd() * 0x100000)) >>> 0)
+    view.setUint32(4, Math.floor(rnd() * 2 ** 32) >>> 0)
+    const v = view.getFloat64(0)
+    if (String(v).replace(/[-.]/g, '').replace(/^0+/, '').length >= 16) long++
+    check(v)
+  }
+  t.ok(long > 150_000, `${long} of them need 16 or 17 digits`)
+  for (let e2 = -20; e2 <= 50; e2++) {
+    view.setFloat64(0, 2 ** e2)
+    const bits = view.getBigUint64(0)
+    for (let k = -40n; k <= 40n; k++) {
+      view.setBigUint64(0, bits + k)
+      check(view.getFloat64(0))
+    }
+  }
+  for (let e10 = -6; e10 <= 15; e10++) {
+    view.setFloat64(0, Number(`1e${e10}`))
+    const bits = view.getBigUint64(0)
+    for (let k = -40n; k <= 40n; k++) {
+      view.setBigUint64(0, bits + k)
+      check(view.getFloat64(0))
+    }
+  }
+  // returns and ratios as a feature pipeline makes them
+  for (let i = 1; i < 20_000; i++) {
+    check(Math.log(1 + i / 1e4))
+    check((i * 1.1) / 7)
+    check(-i / 3e5)
+  }
+  t.same(wrong, [])
 })
 
 t.test('the renderers escape entity ids and texts, also when an entity repeats', async (t) => {
