@@ -38,4 +38,4 @@ VOLUME ["/app/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "--import", "tsx", "src/server.ts"]
+CMD ["node", "--initial-old-space-size=128", "--import", "tsx", "src/server.ts"]

@@ -12,6 +12,7 @@ import { openDatabase } from '../db/bootstrap.js'
 import { loadConfig, trainingReadConnections } from '../src/config.js'
 import { insertDefinition } from '../test/lib/fixtures.js'
 import { sharedDataDir } from '../test/lib/shared-data.js'
+import { SERVICE_NODE_ARGS } from '../test/lib/server-process.js'
 import { seededRandom } from '../test/lib/random.js'
 import type { Bench, BenchResult } from './lib/harness.js'
 
@@ -274,7 +275,7 @@ async function pingOnline (port: number, path: string, during: (() => Promise<un
 
 async function startService (url: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess, port: number }> {
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
     cwd: ROOT,
     env: {
       ...process.env,

@@ -510,7 +510,7 @@ export class ByteWriter {
     const up = exponentF64[0] * p
     const down = powerOfTwo ? up * 0.5 : up
     // S's distances to the multiples of 100 and of 10 below it
-    const r100 = nl % 100
+    const r100 = (nl | 0) % 100
     const y = r100 + fr
     if (y < down + EPS || 100 - y < up + EPS) return false
     const r = r100 % 10

@@ -4,6 +4,15 @@ import { fileURLToPath } from 'node:url'
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 
+/**
+ * How the service is started, as `npm start` and the Dockerfile's CMD start it (a test checks
+ * they agree). --initial-old-space-size keeps V8's old-generation limit from being set just
+ * above a small live heap: with ~28 MB live, a 1M-row training set otherwise ran a full
+ * collection every 100-200 ms (~20 per request, its marking thread taking a core from
+ * PostgreSQL); see the README's design decisions.
+ */
+export const SERVICE_NODE_ARGS = ['--initial-old-space-size=128', '--import', 'tsx', 'src/server.ts']
+
 export interface ServerProcess {
   child: ChildProcess
   port: number
@@ -13,7 +22,7 @@ export interface ServerProcess {
 }
 
 /**
- * Spawns the real server (`node --import tsx src/server.ts`) and waits until it listens. Like
+ * Spawns the real server (`node` with SERVICE_NODE_ARGS) and waits until it listens. Like
  * the in-process test app, it runs without load shedding unless `env` sets it: on a busy test
  * machine a freshly started server lags for a second or more, and under-pressure would answer
  * its first requests 503 (seen failing the SIGKILL test), which is not what these tests check.
@@ -21,7 +30,7 @@ export interface ServerProcess {
 export async function spawnServer (env: Record<string, string>, timeoutMs = 90_000): Promise<ServerProcess> {
   // the test runner's own instrumentation (NODE_OPTIONS, TAP_*) stays out: it handles signals itself
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !/^(TAP|_TAPJS)/.test(k)))
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
     cwd: REPO_ROOT,
     env: { ...inherited, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', PRESSURE_MAX_HEAP_USED_BYTES: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
