@@ -574,33 +574,36 @@ export class ByteWriter {
   isoMillis (ms: number): void {
     if (!(ms >= FAST_ISO_FROM && ms < FAST_ISO_TO)) return this.text(new Date(ms).toISOString())
     const day = Math.floor(ms / DAY_MS)
-    let rest = ms - day * DAY_MS
     if (day !== isoDay) {
       isoDay = day
-      isoDayPrefix = civilDate(day)
+      ISO_DAY.set(Buffer.from(civilDate(day), 'latin1'))
     }
-    this.text(isoDayPrefix)
-    const h = Math.floor(rest / 3_600_000)
+    // the time of day in int32 arithmetic (divisions by constants become multiplications)
+    let rest = (ms - day * DAY_MS) | 0
+    const h = (rest / 3_600_000) | 0
     rest -= h * 3_600_000
-    const mi = Math.floor(rest / 60_000)
+    const mi = (rest / 60_000) | 0
     rest -= mi * 60_000
-    const sec = Math.floor(rest / 1000)
+    const sec = (rest / 1000) | 0
     const milli = rest - sec * 1000
-    this.room(13)
+    const hundreds = (milli / 100) | 0
+    this.room(24)
     const buf = this.buf
     let at = this.at
-    buf[at++] = 48 + Math.floor(h / 10)
-    buf[at++] = 48 + (h % 10)
+    for (let i = 0; i < 11; i++) buf[at++] = ISO_DAY[i]
+    buf[at++] = DIGIT_PAIRS[h << 1]
+    buf[at++] = DIGIT_PAIRS[(h << 1) + 1]
     buf[at++] = 58 // :
-    buf[at++] = 48 + Math.floor(mi / 10)
-    buf[at++] = 48 + (mi % 10)
+    buf[at++] = DIGIT_PAIRS[mi << 1]
+    buf[at++] = DIGIT_PAIRS[(mi << 1) + 1]
     buf[at++] = 58
-    buf[at++] = 48 + Math.floor(sec / 10)
-    buf[at++] = 48 + (sec % 10)
+    buf[at++] = DIGIT_PAIRS[sec << 1]
+    buf[at++] = DIGIT_PAIRS[(sec << 1) + 1]
     buf[at++] = 46 // .
-    buf[at++] = 48 + Math.floor(milli / 100)
-    buf[at++] = 48 + (Math.floor(milli / 10) % 10)
-    buf[at++] = 48 + (milli % 10)
+    buf[at++] = DIGIT_0 + hundreds
+    const tens = (milli - hundreds * 100) << 1
+    buf[at++] = DIGIT_PAIRS[tens]
+    buf[at++] = DIGIT_PAIRS[tens + 1]
     buf[at++] = 90 // Z
     this.at = at
   }
@@ -837,7 +840,8 @@ const DAY_MS = 86_400_000
 const FAST_ISO_FROM = Date.UTC(1000, 0, 1)
 const FAST_ISO_TO = Date.UTC(10000, 0, 1)
 let isoDay = Number.NaN
-let isoDayPrefix = ''
+/** `YYYY-MM-DDT` of isoDay, as ASCII. */
+const ISO_DAY = new Uint8Array(11)
 
 const isoScratch = new ByteWriter(32)
 

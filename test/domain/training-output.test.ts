@@ -28,6 +28,12 @@ t.test('the fast timestamp path agrees with parseTimestamp', async (t) => {
 t.test('isoMillis is toISOString', async (t) => {
   fc.assert(fc.property(fc.integer({ min: Date.UTC(1000, 0, 1) - 5, max: Date.UTC(10000, 0, 1) + 5 }), (ms) => isoMillis(ms) === new Date(ms).toISOString()), { numRuns: 5000 })
   t.equal(isoMillis(Date.UTC(2000, 1, 29, 23, 59, 59, 999)), '2000-02-29T23:59:59.999Z')
+  // every part of a day (its day prefix kept from call to call), before and after 1970
+  const wrong: number[] = []
+  for (const base of [Date.UTC(2023, 11, 31), Date.UTC(1969, 11, 31), Date.UTC(1000, 0, 1)]) {
+    for (let ms = base - 3; ms < base + 86_400_003; ms += 997) if (isoMillis(ms) !== new Date(ms).toISOString()) wrong.push(ms)
+  }
+  t.same(wrong, [])
 })
 
 t.test('Accept negotiation', async (t) => {
