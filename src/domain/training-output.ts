@@ -410,8 +410,9 @@ export class ByteWriter {
    * A number as String(v) writes it (ASCII). Over [1e-6, 1e15), values of at most 15
    * significant digits (prices, sizes, counts) are written from integer arithmetic
    * (shortDecimal), those of 16 or 17 (returns, ratios, scaled prices) from an exact product
-   * (longDecimal); the others through String(v), which costs ~120-250 ns a value (~40-60 ns
-   * here) and was the largest single item of a training set's CPU profile.
+   * (longDecimal); the others through String(v). String(v) costs ~140-250 ns a value, these
+   * ~65 and ~85 ns (micro-benchmark); it was the largest single item of a training set's CPU
+   * profile.
    */
   number (v: number): void {
     // String(v) of a number is at most 25 characters (-0.0000012345678901234567)
