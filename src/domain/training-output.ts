@@ -498,9 +498,10 @@ export class ByteWriter {
     let nl = hi - nh * 1e8
     const whole = Math.floor(lo)
     const fr = lo - whole
+    // nl back into [0, 1e8): the quotient above may be off by one, and whole moves nl by up to 8
     nl += whole
-    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
-    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
+    while (nl < 0) { nl += 1e8; nh-- }
+    while (nl >= 1e8) { nl -= 1e8; nh++ }
     if (nh < 1e8 || nh >= 1e9) return false
     // half the gap to the next double, as a double (2^(e2 - 53)), times p: exact
     exponentF64[0] = a
@@ -530,7 +531,8 @@ export class ByteWriter {
       add = fr < 0.5 ? 0 : 1
     }
     nl += add
-    if (nl < 0) { nl += 1e8; nh-- } else if (nl >= 1e8) { nl -= 1e8; nh++ }
+    while (nl < 0) { nl += 1e8; nh-- }
+    while (nl >= 1e8) { nl -= 1e8; nh++ }
     if (nh >= 1e9) return false
     const d = DIGITS17
     digitPairs(d, 17, nl | 0, 4) // 8 digits
@@ -577,7 +579,7 @@ export class ByteWriter {
     const day = Math.floor(ms / DAY_MS)
     if (day !== isoDay) {
       isoDay = day
-      ISO_DAY.set(Buffer.from(civilDate(day), 'latin1'))
+      civilDate(day, ISO_DAY)
     }
     // the time of day in int32 arithmetic (divisions by constants become multiplications)
     let rest = (ms - day * DAY_MS) | 0
@@ -830,13 +832,12 @@ function digitPairs (d: Uint8Array, end: number, x: number, pairs: number): numb
   }
   return x
 }
-/** ByteWriter.number's argument to shortDecimal. */
+/** ByteWriter.number's argument to shortDecimal and longDecimal. */
 const NUMBER_ARG = new Float64Array(1)
 const exponentF64 = new Float64Array(1)
 const exponentU32 = new Uint32Array(exponentF64.buffer)
 /** The word of a double's bits that holds its exponent: the second on little-endian machines. */
 const EXPONENT_WORD = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0
-const PAD2 = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'))
 const DAY_MS = 86_400_000
 const FAST_ISO_FROM = Date.UTC(1000, 0, 1)
 const FAST_ISO_TO = Date.UTC(10000, 0, 1)
@@ -855,8 +856,11 @@ export function isoMillis (ms: number): string {
   return isoScratch.take()
 }
 
-/** `YYYY-MM-DDT` of a day number since 1970-01-01 (proleptic Gregorian, H. Hinnant's algorithm). */
-function civilDate (days: number): string {
+/**
+ * Writes `YYYY-MM-DDT` of a day number since 1970-01-01 (proleptic Gregorian, H. Hinnant's
+ * algorithm; years 1000-9999) into out as ASCII.
+ */
+function civilDate (days: number, out: Uint8Array): void {
   const z = days + 719_468
   const era = Math.floor(z / 146_097)
   const doe = z - era * 146_097
@@ -866,7 +870,14 @@ function civilDate (days: number): string {
   const d = doy - Math.floor((153 * mp + 2) / 5) + 1
   const m = mp < 10 ? mp + 3 : mp - 9
   const y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-  return `${y}-${PAD2[m]}-${PAD2[d]}T`
+  digitPairs(out, 4, y, 2)
+  out[4] = MINUS
+  out[5] = DIGIT_PAIRS[m << 1]
+  out[6] = DIGIT_PAIRS[(m << 1) + 1]
+  out[7] = MINUS
+  out[8] = DIGIT_PAIRS[d << 1]
+  out[9] = DIGIT_PAIRS[(d << 1) + 1]
+  out[10] = 84 // T
 }
 
 const MIN_FAST_MS = Date.UTC(1900, 0, 1)
