@@ -3,6 +3,7 @@ import type { Sql } from './connection.js'
 import type { PointInTime } from '../src/domain/training-output.js'
 import { iso } from './params.js'
 import { COPY_SIGNATURE, throwIfCopyFailed } from './copy-out.js'
+import { PACKED_NULL_HI, PACKED_NULL_LO } from './series-packs.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -53,6 +54,11 @@ export interface PairsSpec {
   maxT: Float64Array
   /** Read with plan-time bounds (feature_store_pit_prepare), else with one direct COPY. */
   bounded?: BoundedReads
+  /**
+   * Read numeric pairs' settled past from their series packs (migrations/110) where the write
+   * log proves them current; "event" mode and direct reads only.
+   */
+  packs?: boolean
 }
 
 /**
@@ -61,6 +67,14 @@ export interface PairsSpec {
  * stored value.
  */
 export type CandidateSink = (pair: number, eventMs: number, ingestedUs: number, num: number | null, text: string | null) => void
+
+/**
+ * Takes a pair's packed values as they came (PointInTimeMerge.pushPacked): byte offsets into
+ * `dv` of the event times, the ingested_at (-1: none sent) and the values, their count, and the
+ * range and cutoff that decide which of them count. Without one, the decoder cuts them itself
+ * and hands each to the CandidateSink.
+ */
+export type PackedSink = (pair: number, dv: DataView, ev: number, ing: number, val: number, n: number, minT: number, maxT: number, cutoffUs: number) => void
 
 /**
  * Tells a long read when to let other work run (src/services/event-loop-slices.ts): `due()`
@@ -253,7 +267,8 @@ async function createPairsTable (conn: ReservedSql): Promise<void> {
   await conn`CREATE TEMP TABLE IF NOT EXISTS pit_pairs (
     pair int4 NOT NULL, feature_id int4 NOT NULL, entity_id text NOT NULL, is_text bool NOT NULL,
     min_t timestamptz NOT NULL, max_t timestamptz NOT NULL,
-    k_min timestamptz NOT NULL, k_max timestamptz NOT NULL
+    k_min timestamptz NOT NULL, k_max timestamptz NOT NULL,
+    packed bool NOT NULL, row_from timestamptz NOT NULL, pack_w timestamptz
   ) ON COMMIT DELETE ROWS`
   // the anchors of a bounded read (feature_store_pit_prepare)
   await conn`CREATE TEMP TABLE IF NOT EXISTS pit_anchor (
@@ -271,17 +286,36 @@ export async function closePointInTimeSession (conn: ReservedSql): Promise<void>
 }
 
 /** Streams the candidates of one block into `sink`, in pair order. */
-export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink, clock?: TurnClock): Promise<void> {
+export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, sink: CandidateSink, clock?: TurnClock, packedSink?: PackedSink): Promise<void> {
   await conn`TRUNCATE pit_pairs`
-  // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t
+  const packs = spec.packs === true && spec.mode === 'event' && spec.bounded === undefined
+  // pair = entity index * features + feature index; k_min / k_max: the cutoff at min_t / max_t.
+  // packed: the pair's values before its feature's pack horizon come from the packs, which
+  // hold every value stamped up to built_through (migrations/110); so they may be used when no
+  // write stamped after that (and at or before K) can have touched the pair's range before the
+  // horizon, and no untracked write is recorded. Its rows are then read from the horizon on
+  // (row_from). pack_w: built_through (ingested_at goes out with the packs when it passes K).
   await conn`
-    INSERT INTO pit_pairs (pair, feature_id, entity_id, is_text, min_t, max_t, k_min, k_max)
-    SELECT (e.i - 1) * ${spec.featureIds.length}::int4 + (f.i - 1), f.id, coalesce(f.shared_id, e.id), f.is_text, e.min_t, e.max_t,
-           CASE WHEN ${spec.mode} = 'known' THEN least(e.min_t, k.k) ELSE k.k END,
-           CASE WHEN ${spec.mode} = 'known' THEN least(e.max_t, k.k) ELSE k.k END
-    FROM unnest(${spec.entityIds}::text[], ${Array.from(spec.minT, iso)}::text[]::timestamptz[], ${Array.from(spec.maxT, iso)}::text[]::timestamptz[]) WITH ORDINALITY AS e(id, min_t, max_t, i)
-    CROSS JOIN unnest(${spec.featureIds}::int4[], ${spec.textFeatures.map(String)}::text[]::bool[], ${spec.sharedEntityIds}::text[]) WITH ORDINALITY AS f(id, is_text, shared_id, i)
-    CROSS JOIN (SELECT ${iso(spec.cutoffMs)}::text::timestamptz AS k) k
+    INSERT INTO pit_pairs (pair, feature_id, entity_id, is_text, min_t, max_t, k_min, k_max, packed, row_from, pack_w)
+    SELECT q.pair, q.feature_id, q.entity_id, q.is_text, q.min_t, q.max_t, q.k_min, q.k_max, q.packed,
+           CASE WHEN q.packed THEN q.horizon ELSE '-infinity'::timestamptz END, q.built_through
+    FROM (
+      SELECT (e.i - 1) * ${spec.featureIds.length}::int4 + (f.i - 1) AS pair, f.id AS feature_id, coalesce(f.shared_id, e.id) AS entity_id,
+             f.is_text, e.min_t, e.max_t,
+             CASE WHEN ${spec.mode} = 'known' THEN least(e.min_t, k.k) ELSE k.k END AS k_min,
+             CASE WHEN ${spec.mode} = 'known' THEN least(e.max_t, k.k) ELSE k.k END AS k_max,
+             m.horizon, m.built_through,
+             (${String(packs)}::text::bool AND m.feature_id IS NOT NULL AND NOT f.is_text AND u.none AND NOT EXISTS (
+                SELECT 1 FROM feature_write_log l
+                WHERE l.feature_id = f.id AND l.ingested_at > m.built_through AND l.ingested_at <= k.k
+                  AND l.first_event < m.horizon AND l.first_event <= e.max_t AND l.last_event > e.min_t
+                  AND (l.entity_id IS NULL OR l.entity_id = coalesce(f.shared_id, e.id)))) AS packed
+      FROM unnest(${spec.entityIds}::text[], ${Array.from(spec.minT, iso)}::text[]::timestamptz[], ${Array.from(spec.maxT, iso)}::text[]::timestamptz[]) WITH ORDINALITY AS e(id, min_t, max_t, i)
+      CROSS JOIN unnest(${spec.featureIds}::int4[], ${spec.textFeatures.map(String)}::text[]::bool[], ${spec.sharedEntityIds}::text[]) WITH ORDINALITY AS f(id, is_text, shared_id, i)
+      CROSS JOIN (SELECT ${iso(spec.cutoffMs)}::text::timestamptz AS k) k
+      CROSS JOIN (SELECT NOT EXISTS (SELECT 1 FROM feature_untracked_writes) AS none) u
+      LEFT JOIN feature_pack_marks m ON ${String(packs)}::text::bool AND m.feature_id = f.id
+    ) q
     ORDER BY 1`
   // One tuple per pair with candidates: the anchor (the best candidate visible at min_t), then
   // arrays of the candidates that become visible up to max_t, in that order: the arrays are
@@ -313,7 +347,9 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   const known = spec.mode === 'known'
   const later = known
     ? conn`s.event_time <= p.max_t AND s.ingested_at <= p.k_max AND (s.event_time > p.min_t OR s.ingested_at > p.k_min)`
-    : conn`s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max`
+    : packs
+      ? conn`s.event_time > p.min_t AND s.event_time <= p.max_t AND s.event_time >= p.row_from AND s.ingested_at <= p.k_max`
+      : conn`s.event_time > p.min_t AND s.event_time <= p.max_t AND s.ingested_at <= p.k_max`
   const order = known
     ? conn`greatest(s.event_time, s.ingested_at), s.event_time, s.ingested_at`
     : conn`s.event_time, s.ingested_at`
@@ -330,19 +366,34 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
               AND s.feature_id = p.feature_id AND s.entity_id = p.entity_id AND ${later}
             ORDER BY ${order}
           ) s`
+  // a packed pair's packs that reach into (min_t, max_t], their byte strings joined in order
+  // (the decoder drops the values outside the range, and those stamped after K); ingested_at
+  // only when some may have been stamped after K (FILTER: otherwise not even read)
+  const packed = packs
+    ? conn`
+        LEFT JOIN LATERAL (
+          SELECT string_agg(k.event_us, ''::bytea ORDER BY k.range_start, k.seq) AS ev,
+                 string_agg(k.ingested_us, ''::bytea ORDER BY k.range_start, k.seq) FILTER (WHERE p.pack_w > p.k_max) AS ing,
+                 string_agg(k.value_num, ''::bytea ORDER BY k.range_start, k.seq) AS num
+          FROM feature_series_packs k
+          WHERE p.packed AND p.max_t > p.min_t AND k.feature_id = p.feature_id AND k.entity_id = p.entity_id
+            AND k.range_start <= p.max_t AND k.range_end > p.min_t
+        ) k ON true`
+    : conn`CROSS JOIN (SELECT NULL::bytea AS ev, NULL::bytea AS ing, NULL::bytea AS num) k`
   const copy = conn`
       COPY (
         SELECT p.pair, a.event_time, ${known ? conn`a.ingested_at` : conn`NULL::timestamptz`}, a.value_num, a.value_text,
-               coalesce(n.ev, t.ev), coalesce(n.ing, t.ing), coalesce(n.num, t.num), t.txt
+               coalesce(n.ev, t.ev), coalesce(n.ing, t.ing), coalesce(n.num, t.num), t.txt, k.ev, k.ing, k.num
         FROM pit_pairs p
         LEFT JOIN LATERAL (${anchor}) a ON true
+        ${packed}
         LEFT JOIN LATERAL (${candidates(false)}) n ON true
         LEFT JOIN LATERAL (${candidates(true)}) t ON true
-        WHERE a.event_time IS NOT NULL OR n.ev IS NOT NULL OR t.ev IS NOT NULL
+        WHERE a.event_time IS NOT NULL OR n.ev IS NOT NULL OR t.ev IS NOT NULL OR k.ev IS NOT NULL
       ) TO STDOUT (FORMAT binary)`
   const stream = await copy.readable()
   throwIfCopyFailed(stream)
-  const decoder = new CandidateDecoder(sink)
+  const decoder = new CandidateDecoder(sink, { features: spec.featureIds.length, minT: spec.minT, maxT: spec.maxT, cutoffUs: spec.cutoffMs * 1000 }, packedSink)
   // Decoding synchronously in flowing mode keeps the stream's buffer empty. When `clock` says
   // so, the stream is paused for a turn of the event loop: the socket reads many chunks in one
   // go when the answer comes fast, and decoding them all would hold up every other request; the
@@ -375,13 +426,28 @@ const PG_EPOCH_MS = 946_684_800_000
 /** Binary array header of a one-dimensional array: ndim, flags, element type, length, lower bound. */
 const ARRAY_HEADER = 20
 
-const FIELDS = 9
+const FIELDS = 12
+
+/** What the decoder needs to cut a pair's packs to its range: the block's entities' ranges and K. */
+export interface PackRanges {
+  /** Features per entity (pair = entity index * features + feature index). */
+  features: number
+  /** Per entity: the smallest and greatest T of its rows in the block, epoch ms. */
+  minT: Float64Array
+  maxT: Float64Array
+  /** The knowledge cutoff K, epoch µs. */
+  cutoffUs: number
+}
 
 /**
  * Decodes the binary COPY stream of (pair int4; the anchor: event_time, ingested_at
  * timestamptz, value_num float8, value_text text, each NULL when there is none; the later
  * candidates: event_time[], ingested_at[], value_num[], value_text[], each NULL when there are
- * none; ingested_at is NULL throughout in "event" mode and value_text for non-text features).
+ * none; ingested_at is NULL throughout in "event" mode and value_text for non-text features;
+ * the pair's packs: event_us, ingested_us (NULL unless some were stamped after K), value_num
+ * byte strings, each NULL for a pair not read from packs). A pair's candidates go to the sink
+ * in order: the anchor, the packs' values in (min_t, max_t] stamped at or before K (all before
+ * the horizon), then the rows' (from the horizon on).
  * A tuple may span many chunks: chunks are kept until the tuple's known length has arrived,
  * then joined once, into one buffer the decoder reuses: a new Buffer per joined tuple (most
  * tuples span chunks) counted ~240 MB of external memory per 1M-row training set, and V8 answers
@@ -398,7 +464,7 @@ export class CandidateDecoder {
   private readonly at = new Int32Array(FIELDS)
   private readonly len = new Int32Array(FIELDS)
 
-  constructor (private readonly sink: CandidateSink) {}
+  constructor (private readonly sink: CandidateSink, private readonly ranges?: PackRanges, private readonly packedSink?: PackedSink) {}
 
   write (chunk: Buffer): void {
     if (this.ended) return
@@ -469,6 +535,33 @@ export class CandidateDecoder {
     return n < p ? -p : p
   }
 
+  /**
+   * The pair's packed values in (min_t, max_t] of its entity and, when ingested_at came along,
+   * stamped at or before K. In (event_time, ingested_at) order, so the scan stops past max_t.
+   */
+  private decodePacks (dv: DataView, pair: number): void {
+    const { at, len, ranges } = this
+    if (ranges === undefined) throw new Error('binary COPY: packed values without the block\'s ranges')
+    const entity = Math.floor(pair / ranges.features)
+    const minT = ranges.minT[entity]
+    const maxT = ranges.maxT[entity]
+    const n = len[9] >>> 3
+    if (len[11] !== len[9] || (len[10] >= 0 && len[10] !== len[9]) || (len[9] & 7) !== 0) throw new Error('binary COPY: packs of unequal lengths')
+    const e0 = at[9]
+    const i0 = len[10] >= 0 ? at[10] : -1
+    const v0 = at[11]
+    if (this.packedSink !== undefined) return this.packedSink(pair, dv, e0, i0, v0, n, minT, maxT, ranges.cutoffUs)
+    for (let k = 0; k < n; k++) {
+      const eventMs = Math.floor(int64(dv, e0 + 8 * k) / 1000)
+      if (eventMs <= minT) continue
+      if (eventMs > maxT) break
+      if (i0 >= 0 && int64(dv, i0 + 8 * k) > ranges.cutoffUs) continue
+      const v = v0 + 8 * k
+      const value = dv.getInt32(v) === PACKED_NULL_HI && dv.getInt32(v + 4) === PACKED_NULL_LO ? null : dv.getFloat64(v)
+      this.sink(pair, eventMs, 0, value, null)
+    }
+  }
+
   private decodeTuple (buf: Buffer): void {
     const { at, len } = this
     // DataView reads: about twice as fast as Buffer's read methods in this loop
@@ -478,6 +571,7 @@ export class CandidateDecoder {
       this.sink(pair, eventMillis(dv, at[1]), len[2] < 0 ? 0 : epochMicros(dv, at[2]),
         len[3] < 0 ? null : dv.getFloat64(at[3]), len[4] < 0 ? null : buf.toString('utf8', at[4], at[4] + len[4]))
     }
+    if (len[9] >= 0) this.decodePacks(dv, pair)
     if (len[5] < 0) return
     // arrays: a 20-byte header (one dimension), then per element int32 length (-1: NULL) and bytes
     const count = dv.getInt32(at[5] + 12)
@@ -501,6 +595,11 @@ export class CandidateDecoder {
       this.sink(pair, eventMs, ingestedUs, value, text)
     }
   }
+}
+
+/** A big-endian int8 as a number (exact below 2^53: µs since 1970 before 2255, where packs end: MAX_PACKED_MS). */
+function int64 (dv: DataView, at: number): number {
+  return dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
 }
 
 /** A timestamptz (µs since 2000) as epoch ms. Event times are whole milliseconds. */

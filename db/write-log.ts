@@ -1,5 +1,6 @@
 import type { Sql, TxSql } from './connection.js'
 import { iso } from './params.js'
+import { dropAllPacks } from './series-packs.js'
 
 type Queryable = Sql | TxSql
 
@@ -192,6 +193,8 @@ export async function rebuildWriteLog (sql: Sql): Promise<WriteLogRebuild> {
       INSERT INTO feature_first_events (feature_id, entity_id, first_event)
       SELECT feature_id, entity_id, min(event_time) FROM feature_snapshots
       GROUP BY feature_id, entity_id`
+    // and the series packs, which it vouches for too: rebuilt by their job from the values
+    await dropAllPacks(tx)
     return { loggedWrites: logged.count, clearedUntrackedWrites: cleared.count }
   })
 }

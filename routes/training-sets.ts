@@ -60,18 +60,27 @@ export default async function trainingSetRoutes (app: App): Promise<void> {
     const blocks = service.answeredBlocks(resolved)[Symbol.asyncIterator]()
     // The first block is computed before answering, so that its failure is still a problem+json.
     const first = await blocks.next()
-    const renderer = rowRenderer(format, { columns: resolved.columns, extraColumns: resolved.extraColumns, featureColumns: resolved.featureColumns, includeMetadata: resolved.includeMetadata })
+    const outputFormat = format
+    const layout = { columns: resolved.columns, extraColumns: resolved.extraColumns, featureColumns: resolved.featureColumns, includeMetadata: resolved.includeMetadata }
+    const renderer = rowRenderer(format, layout)
+    // the rows' text written on a render thread (TRAINING_RENDER_THREADS) while this thread reads
+    // and merges the next block; pass-through columns are only here, so such rows are written here
     async function * body (release: () => Promise<void>): AsyncGenerator<string> {
+      const session = resolved.extraColumns.length === 0 ? app.services.renderPool.open(outputFormat, layout) : undefined
       try {
         yield renderer.start()
         let next: IteratorResult<AnsweredRows> = first
         while (!next.done) {
-          const size = next.value.answers.block.size
-          for (let from = 0; from < size; from += CHUNK_ROWS) yield renderer.rows(next.value, from, Math.min(size, from + CHUNK_ROWS))
+          if (session !== undefined) yield * session.render(next.value)
+          else {
+            const size = next.value.answers.block.size
+            for (let from = 0; from < size; from += CHUNK_ROWS) yield renderer.rows(next.value, from, Math.min(size, from + CHUNK_ROWS))
+          }
           next = await blocks.next()
         }
         yield renderer.end()
       } finally {
+        session?.close()
         await release()
       }
     }

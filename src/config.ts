@@ -20,6 +20,7 @@ export const ConfigSchema = Type.Object({
   TRAINING_BODY_LIMIT_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024, description: 'Maximum body size of POST /v1/training-sets and /v1/pipeline-runs' }),
   TRAINING_BLOCK_ROWS: Type.Integer({ default: 131_072, minimum: 1, description: 'Training sets are answered in blocks of this many entity rows (memory per request is proportional to it)' }),
   TRAINING_READ_CONNECTIONS: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1 })], { default: 'auto', description: 'Connections one training set reads its blocks on in parallel, all on one snapshot (1 reads a block while the previous one is rendered; 2 lets PostgreSQL read on a second core meanwhile); auto = 2 in postgres mode, 1 in TimescaleDB mode; fewer are used while the pool is busy' }),
+  TRAINING_RENDER_THREADS: Type.Integer({ default: 1, minimum: 0, maximum: 64, description: 'Threads that write training sets\' text (CSV, JSON, NDJSON) while the main thread reads and merges the next block; each training set uses one; 0 = written on the main thread' }),
   PIT_READS: Type.Union([Type.Literal('auto'), Type.Literal('bounded'), Type.Literal('direct')], { default: 'auto', description: 'Point-in-time reads (retrieve, training sets, pipeline runs): bounded = each block read plans with its time bounds as constants, so a hypertable plans only the chunks it can touch; direct = one COPY with run-time bounds (cheapest on plain tables); auto = bounded in TimescaleDB mode, direct in postgres mode' }),
   PIT_LOOKBACK_SECONDS: Type.Integer({ default: 604_800, minimum: 1, maximum: 3_153_600_000, description: 'Bounded point-in-time reads look this far before a block\'s earliest point in time for the value in force first; only a value in force since longer (none within the lookback, an older one stored) costs a read over the older chunks' }),
   CACHE_MAX_KEYS: Type.Integer({ default: 1_000_000, minimum: 1, description: 'Online cache capacity (feature x entity keys)' }),
@@ -36,6 +37,9 @@ export const ConfigSchema = Type.Object({
   FRESHNESS_METRICS_SECONDS: Type.Integer({ default: 30, minimum: 0, description: 'The freshness gauges of /metrics (entities, newest and stalest event time, stale entities per feature) are read from the database at most this often; 0 = not exported' }),
   DRIFT_MIN_SAMPLES: Type.Integer({ default: 30, minimum: 1, description: 'Fewest numeric values a drift window needs for a verdict (fewer: "insufficient data")' }),
   MONITOR_POLL_MS: Type.Integer({ default: 5000, minimum: 50, description: 'How often an instance looks for due drift monitors' }),
+  SERIES_PACKS: Type.Boolean({ default: true, description: 'postgres mode: point-in-time reads (training sets, retrieve, pipeline runs; "event" mode) read numeric values before the pack horizon from series packs, a packed copy a background job keeps, where the write log proves it current (exactly the same answers, a fraction of the database work); off = always from the rows, and no packs are built' }),
+  SERIES_PACK_INTERVAL_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'How often an instance with BACKGROUND_JOBS brings the series packs up to date' }),
+  SERIES_PACK_SETTLE_SECONDS: Type.Integer({ default: 86_400, minimum: 0, description: 'The pack horizon is the start of the UTC month this long before now: values of earlier months are packed, later ones always read from the rows' }),
   BACKGROUND_JOBS: Type.Boolean({ default: true, description: 'Run background jobs (monitors, view refresh) in this instance' }),
   LOAD_DEFAULTS: Type.Boolean({ default: true, description: 'Load the default definitions and contract on start' }),
   IDEMPOTENCY_KEEP_HOURS: Type.Integer({ default: 24, minimum: 24, description: 'POST /v1/values: how long Idempotency-Key answers are kept (at least 24 h)' }),
@@ -55,7 +59,7 @@ export type Config = Static<typeof ConfigSchema>
 
 export class ConfigError extends Error {}
 
-const BOOLEAN_KEYS = new Set(['BACKGROUND_JOBS', 'LOAD_DEFAULTS', 'TRUST_PROXY'])
+const BOOLEAN_KEYS = new Set(['BACKGROUND_JOBS', 'LOAD_DEFAULTS', 'TRUST_PROXY', 'SERIES_PACKS'])
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const raw: Record<string, unknown> = {}

@@ -22,6 +22,13 @@ export const STATUS_NULL_VALUE = 2
 export const STATUS_OUTSIDE_TTL = 3
 export const STATUS_NAMES: readonly ValueStatus[] = ['NOT_FOUND', 'PRESENT', 'NULL_VALUE', 'OUTSIDE_TTL']
 
+/**
+ * A stored NULL in a packed run of float8 values (series packs): a NaN bit pattern that no packed
+ * value has (stored NaNs are packed as the canonical NaN), as two big-endian int32 words.
+ */
+export const PACKED_NULL_HI = 0xfff84e55 | 0
+export const PACKED_NULL_LO = 0x4c4c0000 | 0
+
 /** What the merge needs to know about each feature of the join. */
 export interface JoinFeature {
   dtype: Dtype
@@ -118,6 +125,14 @@ export function * entityBlockSteps (size: number, entityOf: (i: number) => strin
   return { size, t, entityIds, entityStart, order, rank, sortedT, minT, maxT }
 }
 
+/** The arrays of a block's answers (see BlockAnswers). */
+export interface AnswerCells {
+  status: Uint8Array
+  num: Float64Array
+  text: Array<string | null>
+  eventTime: Float64Array
+}
+
 /**
  * The answers of one block: one cell per (row, feature), stored by the row's position in the
  * block's entity order (cell(row, feature) = rank[row] * features + feature), so that the merge,
@@ -132,12 +147,20 @@ export class BlockAnswers {
   readonly text: Array<string | null>
   readonly eventTime: Float64Array
 
-  constructor (readonly block: EntityBlock, readonly features: readonly JoinFeature[]) {
-    const cells = block.size * features.length
-    this.status = new Uint8Array(cells)
-    this.num = new Float64Array(cells)
-    this.text = features.some((f) => f.dtype === 'string') ? new Array<string | null>(cells).fill(null) : []
-    this.eventTime = new Float64Array(cells)
+  /** `cells`: the arrays of answers already made (a block sent to a render thread), else new ones. */
+  constructor (readonly block: EntityBlock, readonly features: readonly JoinFeature[], cells?: AnswerCells) {
+    if (cells !== undefined) {
+      this.status = cells.status
+      this.num = cells.num
+      this.text = cells.text
+      this.eventTime = cells.eventTime
+      return
+    }
+    const n = block.size * features.length
+    this.status = new Uint8Array(n)
+    this.num = new Float64Array(n)
+    this.text = features.some((f) => f.dtype === 'string') ? new Array<string | null>(n).fill(null) : []
+    this.eventTime = new Float64Array(n)
   }
 
   /** Where the cell of (row, feature) is in the arrays. */
@@ -222,6 +245,68 @@ export class PointInTimeMerge {
       this.bestNum = num ?? 0
       this.bestText = text
     }
+  }
+
+  /**
+   * A packed run of candidates of `pair` ("event" mode), as series packs hold them
+   * (db/series-packs.ts): at `ev`, `n` big-endian int8 event times in µs since 1970; at `val`,
+   * n big-endian float8 values (a stored NULL is the bit pattern PACKED_NULL_HI/LO); at `ing`
+   * (when >= 0), n big-endian int8 ingested_at in µs. In (event_time, ingested_at) order. Only
+   * the candidates with minT < event_time (ms) <= maxT and, with `ing`, ingested_at <= cutoffUs
+   * count. The same as pushing each of them, in order, with ingestedUs 0, but a candidate's
+   * value is read only when it answers a row, and event times are compared as they are stored.
+   */
+  pushPacked (pair: number, dv: DataView, ev: number, ing: number, val: number, n: number, minT: number, maxT: number, cutoffUs: number): void {
+    if (this.known) throw new Error('point-in-time merge: packed candidates in "known" mode')
+    if (pair !== this.pair) this.openPair(pair)
+    const t = this.answers.block.sortedT
+    const end = this.rowEnd
+    let rowAt = this.rowAt
+    // event_time in ms is floor(µs / 1000): ms > minT <=> µs >= (minT + 1) * 1000, and so on
+    const fromUs = (minT + 1) * 1000
+    const toUs = (maxT + 1) * 1000
+    // the next open row sees a candidate once its event time (µs) is below (T + 1) * 1000
+    let seeUs = rowAt < end ? (t[rowAt] + 1) * 1000 : Infinity
+    let last = -Infinity
+    let best = -1
+    for (let k = 0; k < n; k++) {
+      const at = ev + 8 * k
+      const us = dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
+      if (us < last) throw new Error(`point-in-time merge: packed candidates of pair ${pair} are out of order`)
+      last = us
+      if (us < fromUs) continue
+      if (us >= toUs) break
+      if (ing >= 0) {
+        const i = ing + 8 * k
+        if (dv.getInt32(i) * 4294967296 + dv.getUint32(i + 4) > cutoffUs) continue
+      }
+      if (us >= seeUs) {
+        // rows before this candidate's event time are answered by the best so far
+        if (best >= 0) this.takePacked(dv, ev, val, best)
+        if (Math.floor(us / 1000) < this.lastVisible) throw new Error(`point-in-time merge: candidates of pair ${pair} are out of order`)
+        while (rowAt < end && (t[rowAt] + 1) * 1000 <= us) this.answer(rowAt++)
+        seeUs = rowAt < end ? (t[rowAt] + 1) * 1000 : Infinity
+      }
+      best = k
+    }
+    if (best >= 0) {
+      this.takePacked(dv, ev, val, best)
+      if (this.bestEvent < this.lastVisible) throw new Error(`point-in-time merge: candidates of pair ${pair} are out of order`)
+      this.lastVisible = this.bestEvent
+    }
+    this.rowAt = rowAt
+  }
+
+  /** Makes the k-th candidate of a packed run the best one. */
+  private takePacked (dv: DataView, ev: number, val: number, k: number): void {
+    const at = ev + 8 * k
+    this.has = true
+    this.bestEvent = Math.floor((dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)) / 1000)
+    this.bestIngested = 0
+    const v = val + 8 * k
+    this.bestIsNum = !(dv.getInt32(v) === PACKED_NULL_HI && dv.getInt32(v + 4) === PACKED_NULL_LO)
+    this.bestNum = this.bestIsNum ? dv.getFloat64(v) : 0
+    this.bestText = null
   }
 
   /** Answers the rows still open. Call once, after the last candidate. */

@@ -13,6 +13,8 @@ import { DriftService } from './drift.js'
 import { MonitorService } from './monitors.js'
 import { StatsService } from './stats.js'
 import { WriteLogMaintenance } from './write-log-maintenance.js'
+import { SeriesPackMaintenance } from './series-packs.js'
+import { RenderPool } from './render-pool.js'
 import { LineageService } from './lineage.js'
 import { IngestService } from './ingest.js'
 import { OnlineService } from './online.js'
@@ -39,6 +41,9 @@ export interface Services {
   monitors: MonitorService
   stats: StatsService
   writeLog: WriteLogMaintenance
+  seriesPacks: SeriesPackMaintenance
+  /** Threads that render training sets (TRAINING_RENDER_THREADS). */
+  renderPool: RenderPool
   lineage: LineageService
   ingest: IngestService
   online: OnlineService
@@ -63,8 +68,15 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   // point-in-time reads with plan-time bounds where a hypertable would otherwise plan every chunk
   const bounded = deps.config.PIT_READS === 'bounded' || (deps.config.PIT_READS === 'auto' && deps.storageMode === 'timescaledb')
   const boundedReads = bounded ? { lookbackMs: deps.config.PIT_LOOKBACK_SECONDS * 1000 } : undefined
-  const trainingSets = new TrainingSetService(deps.sql, { maxRows: deps.config.MAX_TRAINING_ROWS, blockRows: deps.config.TRAINING_BLOCK_ROWS, readConnections: trainingReadConnections(deps.config, deps.storageMode), boundedReads })
-  const retrieval = new RetrievalService(deps.sql, { blockRows: deps.config.TRAINING_BLOCK_ROWS, boundedReads })
+  // series packs: postgres mode, direct reads
+  const seriesPacks = new SeriesPackMaintenance(deps, app.log)
+  const packs = seriesPacks.enabled && boundedReads === undefined
+  const trainingSets = new TrainingSetService(deps.sql, { maxRows: deps.config.MAX_TRAINING_ROWS, blockRows: deps.config.TRAINING_BLOCK_ROWS, readConnections: trainingReadConnections(deps.config, deps.storageMode), boundedReads, packs })
+  const renderPool = new RenderPool(deps.config.TRAINING_RENDER_THREADS, (err) => {
+    app.log.error({ err }, 'render thread could not start: training sets are written on the main thread')
+  })
+  closers.push(async () => { await renderPool.close() })
+  const retrieval = new RetrievalService(deps.sql, { blockRows: deps.config.TRAINING_BLOCK_ROWS, boundedReads, packs })
   const pipelines = new PipelineService(deps, trainingSets, app.log, { syncMaxRows: deps.config.PIPELINE_SYNC_MAX_ROWS, concurrency: deps.config.PIPELINE_CONCURRENCY, backgroundJobs: opts.backgroundJobs })
   closers.push(async () => { await pipelines.close() })
   const online = new OnlineService(deps.sql, new OnlineCache({ maxKeys: deps.config.CACHE_MAX_KEYS, ttlSeconds: deps.config.CACHE_TTL_SECONDS, origin: randomUUID() }, app.metrics))
@@ -87,7 +99,8 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
     monitors.start()
     stats.start()
     writeLog.start()
-    closers.push(async () => { await monitors.stop(); await stats.stop(); await writeLog.stop() })
+    seriesPacks.start()
+    closers.push(async () => { await monitors.stop(); await stats.stop(); await writeLog.stop(); await seriesPacks.stop() })
   }
   return {
     registry,
@@ -102,6 +115,8 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
     monitors,
     stats,
     writeLog,
+    seriesPacks,
+    renderPool,
     lineage,
     ingest,
     online,

@@ -13,7 +13,7 @@ type PointValue = RetrieveResponse['results'][number]['values'][string]
  * (as_of_system_time). The same join as training sets, with one row per entity at T.
  */
 export class RetrievalService {
-  constructor (private readonly sql: Sql, private readonly opts: { blockRows: number, boundedReads?: BoundedReads }) {}
+  constructor (private readonly sql: Sql, private readonly opts: { blockRows: number, boundedReads?: BoundedReads, packs?: boolean }) {}
 
   async retrieve (request: RetrieveRequest): Promise<RetrieveResponse> {
     const asOf = parseTimestamp(request.as_of)
@@ -37,7 +37,7 @@ export class RetrievalService {
       timeAt: () => asOf.ms,
       extraAt: () => ({}),
     }
-    for await (const { answers, offset } of joinPointInTime(this.sql, features, source, 'event', cutoffMs, this.opts.blockRows, 1, { boundedReads: this.opts.boundedReads })) {
+    for await (const { answers, offset } of joinPointInTime(this.sql, features, source, 'event', cutoffMs, this.opts.blockRows, 1, { boundedReads: this.opts.boundedReads, packs: this.opts.packs })) {
       for (let r = 0; r < answers.block.size; r++) {
         const values = results[offset + r].values
         for (let f = 0; f < refs.length; f++) {

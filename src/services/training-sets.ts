@@ -71,6 +71,8 @@ export interface TrainingSetOptions {
   readConnections?: number
   /** Read blocks with plan-time time bounds (db/point-in-time.ts); default: one direct COPY. */
   boundedReads?: BoundedReads
+  /** Read the settled past of numeric features from series packs where they are current (db/series-packs.ts). */
+  packs?: boolean
 }
 
 /** Rows per batch handed out by stream(). */
@@ -210,7 +212,7 @@ export class TrainingSetService {
    */
   async * answeredBlocks (resolved: ResolvedTrainingSet): AsyncIterable<AnsweredRows> {
     const source = rowSource(resolved)
-    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows, this.opts.readConnections, { boundedReads: this.opts.boundedReads })) {
+    for await (const { answers, offset } of joinPointInTime(this.sql, resolved.features, source, resolved.pointInTime, resolved.cutoffMs, this.opts.blockRows, this.opts.readConnections, { boundedReads: this.opts.boundedReads, packs: this.opts.packs })) {
       yield { answers, entityAt: (r) => source.entityAt(offset + r), extraAt: (r) => source.extraAt(offset + r) }
     }
   }
@@ -249,6 +251,8 @@ class SessionRetired extends Error {}
 export interface JoinOptions {
   /** Read blocks with plan-time time bounds (db/point-in-time.ts); default: one direct COPY. */
   boundedReads?: BoundedReads
+  /** Read from series packs where they are current (db/point-in-time.ts PairsSpec.packs). */
+  packs?: boolean
   /** Tests: called around each block's read (to stage lock queues between the sessions). */
   beforeRead?: (block: number) => Promise<void>
   afterRead?: (block: number) => void
@@ -279,7 +283,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
   // a block given to a session that is still reading waits for the read before it
   const busy = new Map<ReservedSql, Promise<unknown>>()
   const read = async (b: number, session: ReservedSql): Promise<BlockAnswers> =>
-    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows), opts.boundedReads)
+    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows), opts.boundedReads, opts.packs === true)
   const guardedRead = async (b: number, session: ReservedSql): Promise<BlockAnswers> => {
     if (live.length === 1 && !unbounded.has(session)) {
       await waitForLocksFreely(session)
@@ -349,7 +353,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
   }
 }
 
-async function answerBlock (session: ReservedSql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, from: number, to: number, bounded: BoundedReads | undefined): Promise<BlockAnswers> {
+async function answerBlock (session: ReservedSql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, from: number, to: number, bounded: BoundedReads | undefined, packs: boolean): Promise<BlockAnswers> {
   const block = await runInSlices(entityBlockSteps(to - from, (i) => source.entityAt(from + i), (i) => source.timeAt(from + i)))
   const answers = new BlockAnswers(block, features)
   const merge = new PointInTimeMerge(answers, mode)
@@ -363,7 +367,9 @@ async function answerBlock (session: ReservedSql, features: FeatureDefinition[],
     minT: block.minT,
     maxT: block.maxT,
     ...(bounded ? { bounded } : {}),
-  }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text), new EventLoopSlices())
+    packs,
+  }, (pair, eventMs, ingestedUs, num, text) => merge.push(pair, eventMs, ingestedUs, num, text), new EventLoopSlices(),
+  (pair, dv, ev, ing, val, n, minT, maxT, cutoffUs) => merge.pushPacked(pair, dv, ev, ing, val, n, minT, maxT, cutoffUs))
   merge.finish()
   return answers
 }

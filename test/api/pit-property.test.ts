@@ -4,6 +4,7 @@ import { buildTestApp } from '../lib/helper.js'
 import { appendValues } from '../lib/fixtures.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { rebuildWriteLog } from '../../db/write-log.js'
+import { buildFeaturePacks } from '../../db/series-packs.js'
 import type { Sql } from '../../db/connection.js'
 import type { App } from '../../src/app.js'
 import { decodeValue } from '../../src/domain/value-validation.js'
@@ -20,7 +21,11 @@ import type { Dtype } from '../../src/domain/feature.js'
  * (PIT_READS=bounded, TimescaleDB mode's default) and a lookback of 1 s, so that anchors are
  * found in all three of its steps (within the lookback, the next 15 s, everything older),
  * with the write log and the first events trusted (after a rebuild, or the real write path)
- * and not (values written by SQL).
+ * and not (values written by SQL). The direct reads ("event" mode) take numeric values from
+ * series packs (db/series-packs.ts) where the write log proves them current: in some runs packs
+ * are built for part of the data (a random cutoff and horizon, 1 to 4 values a pack: boundaries
+ * everywhere, versions of one event_time split between packs), with values stamped after the
+ * cutoff, so that some pairs read packs and rows and others fall back to the rows.
  */
 
 const SEED = Number(process.env.PIT_SEED ?? Date.now() % 2 ** 31)
@@ -55,7 +60,9 @@ async function readStored (sql: Sql, ids: number[]): Promise<Stored[]> {
 }
 
 async function defineFeatures (sql: Sql, features: Feature[]): Promise<number[]> {
+  // the TRUNCATE drops every pack mark (a trigger); the packs of the features deleted below go too
   await sql`TRUNCATE feature_snapshots, feature_online`
+  await sql`DELETE FROM feature_series_packs`
   await sql`DELETE FROM feature_definitions`
   const ids: number[] = []
   for (const f of features) {
@@ -143,6 +150,9 @@ const tickArb = fc.tuple(fc.integer({ min: 0, max: 8 }), fc.constantFrom(0, 0, 0
 /** ingested_at: a tick, or a tick plus 1 or 999 microseconds (µs since the epoch). */
 const ingestArb = fc.tuple(fc.integer({ min: 0, max: 8 }), fc.constantFrom(0, 0, 1, 999)).map(([k, us]) => (BASE + k * U) * 1000 + us)
 
+/** A tick of the grid (and one past it), mostly in its later half. */
+const lateTick = (min: number): fc.Arbitrary<number> => fc.oneof({ weight: 2, arbitrary: fc.integer({ min: 5, max: 9 }) }, { weight: 1, arbitrary: fc.integer({ min, max: 9 }) })
+
 const scenarioArb = featuresArb.chain((features) => fc.record({
   features: fc.constant(features),
   stored: fc.uniqueArray(
@@ -153,12 +163,21 @@ const scenarioArb = featuresArb.chain((features) => fc.record({
       ingestedUs: ingestArb,
       value: valueArb(features[f].dtype),
     })),
-    { maxLength: 30, selector: (r) => `${r.f}|${r.e}|${r.eventMs}|${r.ingestedUs}` },
+    // up to 30 values (size '+1': fast-check's default size stops at 10)
+    { maxLength: 30, size: '+1', selector: (r) => `${r.f}|${r.e}|${r.eventMs}|${r.ingestedUs}` },
   ),
   rows: fc.array(fc.record({ e: fc.constantFrom(...ENTITIES), T: tickArb }), { maxLength: 20 }),
   K: fc.option(tickArb, { nil: undefined }),
   // rebuild the write log after the values were written by SQL (bounded reads then trust it)
   rebuild: fc.boolean(),
+  // then (when rebuilt) series packs for the numeric features: per feature, one or two builds
+  // at a cutoff and horizon on the grid (ms; cutoffs between stamps too; mostly late, so that
+  // the packs hold most values), 1 to 4 values a pack
+  packs: fc.option(fc.array(fc.array(fc.record({
+    cutoffMs: fc.tuple(lateTick(-1), fc.constantFrom(0, 0, 1)).map(([k, d]) => BASE + k * U + d),
+    horizonMs: fc.tuple(lateTick(0), fc.constantFrom(0, 0, 1)).map(([k, d]) => BASE + k * U + d),
+    packValues: fc.integer({ min: 1, max: 4 }),
+  }), { minLength: 1, maxLength: 2 }), { minLength: 3, maxLength: 3 }), { nil: undefined, freq: 5 }),
   retrieveEntities: fc.array(fc.constantFrom(...ENTITIES), { minLength: 1, maxLength: 4 }),
   retrieveT: tickArb,
 }))
@@ -175,6 +194,8 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
   const boundedSmall = await buildTestApp(t, { url: small.url, config: { TRAINING_BLOCK_ROWS: 3, TRAINING_READ_CONNECTIONS: 2, PIT_READS: 'bounded', PIT_LOOKBACK_SECONDS: 1 } })
   const boundedLarge = await buildTestApp(t, { url: small.url, config: { PIT_READS: 'bounded', PIT_LOOKBACK_SECONDS: 1 } })
   const sql = small.sql
+  // how much the runs packed (a comment at the end)
+  const packed = { runs: 0, builds: 0, values: 0 }
   const property = fc.asyncProperty(scenarioArb, async (sc) => {
     const ids = await defineFeatures(sql, sc.features)
     if (sc.stored.length > 0) {
@@ -184,6 +205,17 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
           ${sc.stored.map((r) => (r.value.num === null ? null : String(r.value.num)))}::float8[], ${sc.stored.map((r) => r.value.text)}::text[])`
     }
     if (sc.rebuild) await rebuildWriteLog(sql)
+    if (sc.rebuild && sc.packs !== undefined) {
+      for (let f = 0; f < sc.features.length; f++) {
+        if (sc.features[f].dtype === 'string') continue
+        for (const b of sc.packs[f]) {
+          const built = await buildFeaturePacks(sql, { featureId: ids[f], ...b })
+          packed.builds++
+          packed.values += built.values
+        }
+      }
+      packed.runs++
+    }
     const stored = await readStored(sql, ids)
     const apps = [['blocks of 3', small.app], ['one block', large.app], ['bounded, blocks of 3', boundedSmall.app], ['bounded, one block', boundedLarge.app]] as const
     for (const [label, app] of apps) {
@@ -207,6 +239,7 @@ t.test(`training sets and /retrieve follow the rule on random data (seed ${SEED}
   } catch (err) {
     t.fail(`${(err as Error).message}\n${String((err as Error).cause ?? "")}`)
   }
+  t.comment(`series packs in ${packed.runs} runs: ${packed.builds} builds, ${packed.values} values packed`)
 })
 
 t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED})`, async (t) => {
@@ -218,20 +251,38 @@ t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED
     k: fc.integer({ min: 0, max: 6 }),
     v: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 9 })),
   }), { minLength: 1, maxLength: 6 })
+  // after a batch, maybe series packs of both features: at one of the sound cutoffs taken so far
+  // (back: how many moments back; mostly the latest), a horizon on or between the event times
+  // (base + h * 500, + 250 when half; mostly late), 1 to 3 values a pack; the later batches are
+  // then logged writes after built_through (pairs they touch before the horizon fall back to the rows)
+  const packed = { builds: 0, values: 0 }
+  const packArb = fc.option(fc.record({
+    back: fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat() }),
+    h: fc.oneof({ weight: 2, arbitrary: fc.integer({ min: 4, max: 7 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 7 }) }),
+    half: fc.boolean(),
+    packValues: fc.integer({ min: 1, max: 3 }),
+  }), { nil: null, freq: 2 })
   const property = fc.asyncProperty(
-    fc.array(batchArb, { minLength: 1, maxLength: 4 }),
+    fc.array(fc.tuple(batchArb, packArb), { minLength: 1, maxLength: 4 }),
     fc.option(fc.integer({ min: 1, max: 3 }), { nil: null }),
     fc.array(fc.record({ e: fc.constantFrom(...ENTITIES), pick: fc.nat(), offset: fc.constantFrom(-1, 0, 1) }), { maxLength: 10 }),
     fc.nat(),
-    async (batches, ttl, rowPicks, kPick) => {
+    async (batchesAndPacks, ttl, rowPicks, kPick) => {
       const features: Feature[] = [{ name: 'p', dtype: 'float64', ttl_ms: null }, { name: 'q', dtype: 'int64', ttl_ms: ttl === null ? null : ttl * 1000 }]
       const ids = await defineFeatures(sql, features)
       // event times near now, so that "known" rows fall between the real ingest stamps
       const base = Math.floor(Date.now() / 1000) * 1000 - 3000
       const moments: number[] = []
-      for (const batch of batches) {
+      for (const [batch, pack] of batchesAndPacks) {
         await appendValues(sql, batch.map((r) => ({ featureId: ids[r.f], entityId: r.e, eventTimeMs: base + r.k * 500, num: r.v })))
         moments.push(await soundCutoff(sql))
+        if (pack !== null) {
+          for (const featureId of ids) {
+            const built = await buildFeaturePacks(sql, { featureId, cutoffMs: moments[moments.length - 1 - (pack.back % moments.length)], horizonMs: base + pack.h * 500 + (pack.half ? 250 : 0), packValues: pack.packValues })
+            packed.builds++
+            packed.values += built.values
+          }
+        }
       }
       const stored = await readStored(sql, ids)
       // points in time: event times, ingest stamps (ms floor and ceil) and cutoffs, +-1 ms
@@ -256,4 +307,5 @@ t.test(`the real write path: ingests interleaved with sound cutoffs (seed ${SEED
   } catch (err) {
     t.fail(`${(err as Error).message}\n${String((err as Error).cause ?? "")}`)
   }
+  t.comment(`series packs: ${packed.builds} builds, ${packed.values} values packed`)
 })

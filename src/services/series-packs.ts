@@ -1,0 +1,70 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { AppDeps } from '../context.js'
+import { soundCutoff } from '../../db/knowledge.js'
+import { buildFeaturePacks, packableFeatures, type PackBuild } from '../../db/series-packs.js'
+import { BackgroundLoop } from './background-loop.js'
+
+/** The first build after start, once startup work has settled. */
+const FIRST_BUILD_MS = 10_000
+
+/** The start of the UTC month holding `ms`. */
+export function monthStart (ms: number): number {
+  const d = new Date(ms)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)
+}
+
+export interface PackRun {
+  cutoffMs: number
+  horizonMs: number
+  features: Array<{ featureId: number } & PackBuild>
+}
+
+/**
+ * Keeps the series packs (db/series-packs.ts) current: every SERIES_PACK_INTERVAL_SECONDS, each
+ * numeric feature's packs are brought up to a sound knowledge cutoff taken now, with the
+ * horizon at the start of the UTC month SERIES_PACK_SETTLE_SECONDS ago. A run that finds
+ * nothing new only moves the feature's mark forward (one statement): reads then check the write
+ * log only for writes since. postgres mode only (TimescaleDB compresses its chunks itself, and
+ * its retention drops values without a trigger). Any instance may run it; the builds of one
+ * feature take turns (an advisory lock), and a build older than the stored one is skipped.
+ */
+export class SeriesPackMaintenance {
+  private readonly loop: BackgroundLoop
+
+  constructor (private readonly deps: AppDeps, private readonly log: FastifyBaseLogger) {
+    this.loop = new BackgroundLoop(async () => { await this.buildNow() },
+      () => deps.config.SERIES_PACK_INTERVAL_SECONDS * 1000,
+      (err) => { log.error({ err }, 'series pack build failed') })
+  }
+
+  /** Whether reads use packs and the job builds them here. */
+  get enabled (): boolean {
+    return this.deps.config.SERIES_PACKS && this.deps.storageMode === 'postgres'
+  }
+
+  /** Brings every numeric feature's packs up to date now. */
+  async buildNow (): Promise<PackRun> {
+    const sql = this.deps.sql
+    const cutoffMs = await soundCutoff(sql)
+    const horizonMs = monthStart(cutoffMs - this.deps.config.SERIES_PACK_SETTLE_SECONDS * 1000)
+    const features: PackRun['features'] = []
+    for (const featureId of await packableFeatures(sql)) {
+      const t0 = performance.now()
+      const built = await buildFeaturePacks(sql, { featureId, cutoffMs, horizonMs })
+      features.push({ featureId, ...built })
+      if (built.action === 'appended' || built.action === 'rebuilt') {
+        this.log.info({ featureId, action: built.action, packs: built.packs, values: built.values, ms: Math.round(performance.now() - t0) }, 'series packs built')
+      }
+      if (built.reason === 'untracked_writes') break // the same for every feature
+    }
+    return { cutoffMs, horizonMs, features }
+  }
+
+  start (): void {
+    if (this.enabled) this.loop.start(FIRST_BUILD_MS)
+  }
+
+  async stop (): Promise<void> {
+    await this.loop.stop()
+  }
+}
