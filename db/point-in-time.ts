@@ -428,6 +428,12 @@ const ARRAY_HEADER = 20
 
 const FIELDS = 12
 
+/**
+ * Pairs answered so far in this process, by where their values came from (a pair with both
+ * counts in each): `packs` the series packs, `rows` the stored rows (/metrics).
+ */
+export const pitPairsRead = { packs: 0, rows: 0 }
+
 /** What the decoder needs to cut a pair's packs to its range: the block's entities' ranges and K. */
 export interface PackRanges {
   /** Features per entity (pair = entity index * features + feature index). */
@@ -571,8 +577,9 @@ export class CandidateDecoder {
       this.sink(pair, eventMillis(dv, at[1]), len[2] < 0 ? 0 : epochMicros(dv, at[2]),
         len[3] < 0 ? null : dv.getFloat64(at[3]), len[4] < 0 ? null : buf.toString('utf8', at[4], at[4] + len[4]))
     }
-    if (len[9] >= 0) this.decodePacks(dv, pair)
+    if (len[9] >= 0) { pitPairsRead.packs++; this.decodePacks(dv, pair) }
     if (len[5] < 0) return
+    pitPairsRead.rows++
     // arrays: a 20-byte header (one dimension), then per element int32 length (-1: NULL) and bytes
     const count = dv.getInt32(at[5] + 12)
     let e = at[5] + ARRAY_HEADER

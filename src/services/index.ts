@@ -70,6 +70,7 @@ export async function buildServices (deps: AppDeps, app: FastifyInstance, opts: 
   const boundedReads = bounded ? { lookbackMs: deps.config.PIT_LOOKBACK_SECONDS * 1000 } : undefined
   // series packs: postgres mode, direct reads
   const seriesPacks = new SeriesPackMaintenance(deps, app.log)
+  seriesPacks.register(app.metrics)
   const packs = seriesPacks.enabled && boundedReads === undefined
   const trainingSets = new TrainingSetService(deps.sql, { maxRows: deps.config.MAX_TRAINING_ROWS, blockRows: deps.config.TRAINING_BLOCK_ROWS, readConnections: trainingReadConnections(deps.config, deps.storageMode), boundedReads, packs })
   const renderPool = new RenderPool(deps.config.TRAINING_RENDER_THREADS, (err) => {

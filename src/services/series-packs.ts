@@ -1,4 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { pitPairsRead } from '../../db/point-in-time.js'
 import type { AppDeps } from '../context.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { buildFeaturePacks, packableFeatures, type PackBuild } from '../../db/series-packs.js'
@@ -30,6 +32,8 @@ export interface PackRun {
  */
 export class SeriesPackMaintenance {
   private readonly loop: BackgroundLoop
+  private readonly builds = { current: 0, appended: 0, rebuilt: 0, skipped: 0 }
+  private lastRunMs = 0
 
   constructor (private readonly deps: AppDeps, private readonly log: FastifyBaseLogger) {
     this.loop = new BackgroundLoop(async () => { await this.buildNow() },
@@ -55,9 +59,38 @@ export class SeriesPackMaintenance {
       if (built.action === 'appended' || built.action === 'rebuilt') {
         this.log.info({ featureId, action: built.action, packs: built.packs, values: built.values, ms: Math.round(performance.now() - t0) }, 'series packs built')
       }
+      this.builds[built.action]++
       if (built.reason === 'untracked_writes') break // the same for every feature
     }
+    this.lastRunMs = Date.now()
     return { cutoffMs, horizonMs, features }
+  }
+
+  /** /metrics: point-in-time pairs read from packs and from rows, this instance's builds. */
+  register (registry: Registry): void {
+    const self = this // eslint-disable-line @typescript-eslint/no-this-alias
+    /* eslint-disable no-new */
+    new Counter({
+      name: 'pit_pairs_read_total',
+      help: 'Point-in-time pairs (entity x feature x block) read, by source: series packs or stored rows (a pair may count in both)',
+      labelNames: ['source'],
+      registers: [registry],
+      collect () { this.reset(); this.inc({ source: 'packs' }, pitPairsRead.packs); this.inc({ source: 'rows' }, pitPairsRead.rows) },
+    })
+    new Counter({
+      name: 'series_pack_builds_total',
+      help: 'Series pack builds of a feature in this instance, by what they did',
+      labelNames: ['action'],
+      registers: [registry],
+      collect () { this.reset(); for (const [action, n] of Object.entries(self.builds)) this.inc({ action }, n) },
+    })
+    new Gauge({
+      name: 'series_pack_last_run_seconds',
+      help: 'When this instance last brought every feature\'s series packs up to date (unix seconds; 0: not yet)',
+      registers: [registry],
+      collect () { this.set(self.lastRunMs / 1000) },
+    })
+    /* eslint-enable no-new */
   }
 
   start (): void {
