@@ -24,6 +24,12 @@ import { PACKED_NULL_HI, PACKED_NULL_LO } from './series-packs.js'
  * value. COPY takes no parameters, so every value of the statement comes from the temporary
  * table, filled through a parameterised INSERT.
  *
+ * Series packs (PairsSpec.packs; postgres mode, "event" mode): a numeric pair whose packs the
+ * write log proves current (migrations/110, db/series-packs.ts) gets its values before the pack
+ * horizon as the packs' byte strings joined, sent as stored, and its rows only from the horizon
+ * on; the merge takes the packed values as they are (PointInTimeMerge.pushPacked). Same
+ * candidates, a fraction of the database's work (~0.3 µs a value from the index).
+ *
  * Bounded reads (PairsSpec.bounded; TimescaleDB mode by default) give the COPY the block's
  * time bounds as plan-time constants (feature_store_pit_prepare, migrations/070), so a
  * hypertable plans only the chunks the block can touch instead of all of them: the direct

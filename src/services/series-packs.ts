@@ -56,7 +56,7 @@ export class SeriesPackMaintenance {
       const t0 = performance.now()
       const built = await buildFeaturePacks(sql, { featureId, cutoffMs, horizonMs })
       features.push({ featureId, ...built })
-      if (built.action === 'appended' || built.action === 'rebuilt') {
+      if ((built.action === 'appended' || built.action === 'rebuilt') && built.values > 0) {
         this.log.info({ featureId, action: built.action, packs: built.packs, values: built.values, ms: Math.round(performance.now() - t0) }, 'series packs built')
       }
       this.builds[built.action]++
