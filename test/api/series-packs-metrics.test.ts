@@ -1,9 +1,13 @@
 import t from 'tap'
 import { buildTestApp } from '../lib/helper.js'
 import { appendValues, insertDefinition } from '../lib/fixtures.js'
+import { onlyIn } from '../lib/test-server-mode.js'
+
+/** Series packs are read and built in postgres mode only (TimescaleDB compresses its chunks itself). */
+const POSTGRES_ONLY = await onlyIn('postgres')
 
 /** /metrics says where point-in-time pairs were read from, and what this instance's builds did. */
-t.test('pit_pairs_read_total counts pairs read from packs and from rows; series_pack_builds_total the builds', async (t) => {
+t.test('pit_pairs_read_total counts pairs read from packs and from rows; series_pack_builds_total the builds', POSTGRES_ONLY, async (t) => {
   const { app, sql } = await buildTestApp(t)
   const H = 3_600_000
   const T0 = Date.UTC(2021, 0, 1)

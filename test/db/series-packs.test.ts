@@ -8,6 +8,10 @@ import { buildFeaturePacks, packableFeatures, PACKED_NULL_HI, PACKED_NULL_LO, ty
 import { monthStart } from '../../src/services/series-packs.js'
 import type { Sql } from '../../db/connection.js'
 import type { App } from '../../src/app.js'
+import { onlyIn } from '../lib/test-server-mode.js'
+
+/** Series packs are read and built in postgres mode only (TimescaleDB compresses its chunks itself). */
+const POSTGRES_ONLY = await onlyIn('postgres')
 
 /**
  * Series packs (migrations/110, db/series-packs.ts): point-in-time reads ("event" mode, direct
@@ -128,7 +132,7 @@ async function packCount (sql: Sql, featureId?: number): Promise<number> {
   return n
 }
 
-t.test('packs are read: changing their bytes changes the answer (packs on), not with SERIES_PACKS=false; restored, the same again', async (t) => {
+t.test('packs are read: changing their bytes changes the answer (packs on), not with SERIES_PACKS=false; restored, the same again', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -164,7 +168,7 @@ t.test('packs are read: changing their bytes changes the answer (packs on), not 
   t.same(await agree(t, ctx, body, 'restored'), rows, 'restored: the same answers')
 })
 
-t.test('a correction of a packed value: answered from the rows until the next build (rebuilt), then from the packs', async (t) => {
+t.test('a correction of a packed value: answered from the rows until the next build (rebuilt), then from the packs', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -198,7 +202,7 @@ t.test('a correction of a packed value: answered from the rows until the next bu
   t.equal((await tampered(ctx, x, { ...body, as_of_system_time: k1 }, 'x'))[7], 1007, 'as of k1: from the packs, the later version cut by its stamp')
 })
 
-t.test('appends after the horizon are read from the rows; a later horizon appends, nothing new is current, an older cutoff is skipped', async (t) => {
+t.test('appends after the horizon are read from the rows; a later horizon appends, nothing new is current, an older cutoff is skipped', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -245,7 +249,7 @@ t.test('appends after the horizon are read from the rows; a later horizon append
   t.same(m2.slice(36), column(later, 'x').slice(36).map((v, r) => (r >= 1 && r < 30 ? (v as number) + 1000 : v)), 'B: from the packs up to the horizon')
 })
 
-t.test('as_of_system_time before built_through: values stamped after it are cut from the packs by their stamp', async (t) => {
+t.test('as_of_system_time before built_through: values stamped after it are cut from the packs by their stamp', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -278,7 +282,7 @@ t.test('as_of_system_time before built_through: values stamped after it are cut 
   }
 })
 
-t.test('NULL, NaN, -0, ±Infinity and extremes come out of the packs exactly as out of the rows', async (t) => {
+t.test('NULL, NaN, -0, ±Infinity and extremes come out of the packs exactly as out of the rows', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -324,7 +328,7 @@ t.test('NULL, NaN, -0, ±Infinity and extremes come out of the packs exactly as 
 /** event_us of a pack as epoch ms. */
 const eventsOf = (b: Buffer): number[] => Array.from({ length: b.length / 8 }, (_, k) => Number(b.readBigInt64BE(8 * k) / 1000n))
 
-t.test('pack boundaries: versions of one event_time split between packs (1, 2 and 3 values a pack), the same answers as the rows', async (t) => {
+t.test('pack boundaries: versions of one event_time split between packs (1, 2 and 3 values a pack), the same answers as the rows', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -373,7 +377,7 @@ t.test('pack boundaries: versions of one event_time split between packs (1, 2 an
   }
 })
 
-t.test('more versions of one event_time than a pack holds, past the first pack: the build packs them all, and reads answer them', async (t) => {
+t.test('more versions of one event_time than a pack holds, past the first pack: the build packs them all, and reads answer them', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -392,7 +396,7 @@ t.test('more versions of one event_time than a pack holds, past the first pack: 
   t.same([column(rows, 'x'), column(rows, 'y')], [[0, -1, -1], [0, -1, -1]])
 })
 
-t.test('untracked writes turn packs off; rebuildWriteLog drops them; a DELETE or TRUNCATE of values drops the marks', async (t) => {
+t.test('untracked writes turn packs off; rebuildWriteLog drops them; a DELETE or TRUNCATE of values drops the marks', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const x = await insertDefinition(sql, { name: 'x' })
@@ -444,7 +448,7 @@ t.test('untracked writes turn packs off; rebuildWriteLog drops them; a DELETE or
   t.same(column(empty, 'y__status'), ids.map(() => 'NOT_FOUND'))
 })
 
-t.test('string features are never packed: packableFeatures leaves them out, and reads ignore packs made of them anyway', async (t) => {
+t.test('string features are never packed: packableFeatures leaves them out, and reads ignore packs made of them anyway', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
   const s = await insertDefinition(sql, { name: 's', dtype: 'string' })
@@ -471,7 +475,7 @@ t.test('string features are never packed: packableFeatures leaves them out, and 
   t.same(await tampered(ctx, x, body, 'x'), [0, 1001, 1002, 1003, 1004, 1005], 'x from the packs')
 })
 
-t.test('SeriesPackMaintenance: buildNow brings every numeric feature up to a sound cutoff, horizon at the month start', async (t) => {
+t.test('SeriesPackMaintenance: buildNow brings every numeric feature up to a sound cutoff, horizon at the month start', POSTGRES_ONLY, async (t) => {
   t.equal(monthStart(Date.UTC(2024, 2, 15, 12, 30)), Date.UTC(2024, 2, 1))
   t.equal(monthStart(Date.UTC(2024, 2, 1)), Date.UTC(2024, 2, 1))
   t.equal(monthStart(Date.UTC(2024, 2, 1) - 1), Date.UTC(2024, 1, 1))
@@ -514,7 +518,7 @@ t.test('SeriesPackMaintenance: buildNow brings every numeric feature up to a sou
 })
 
 for (const op of ['DELETE', 'TRUNCATE'] as const) {
-  t.test(`a ${op} of values while a build waits to append: the removed values are not answered from the packs`, async (t) => {
+  t.test(`a ${op} of values while a build waits to append: the removed values are not answered from the packs`, POSTGRES_ONLY, async (t) => {
     const ctx = await setup(t)
     const { sql } = ctx
     const x = await insertDefinition(sql, { name: 'x' })
