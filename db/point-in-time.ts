@@ -384,6 +384,11 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
           FROM feature_series_packs k
           WHERE p.packed AND p.max_t > p.min_t AND k.feature_id = p.feature_id AND k.entity_id = p.entity_id
             AND k.range_start <= p.max_t AND k.range_end > p.min_t
+            -- from the pack holding min_t on (one probe back), not from the series' first pack
+            AND k.range_start >= coalesce((
+              SELECT h.range_start FROM feature_series_packs h
+              WHERE h.feature_id = p.feature_id AND h.entity_id = p.entity_id AND h.range_start <= p.min_t
+              ORDER BY h.range_start DESC LIMIT 1), '-infinity'::timestamptz)
         ) k ON true`
     : conn`CROSS JOIN (SELECT NULL::bytea AS ev, NULL::bytea AS ing, NULL::bytea AS num) k`
   const copy = conn`
