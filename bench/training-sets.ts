@@ -12,9 +12,7 @@ import { openDatabase } from '../db/bootstrap.js'
 import { loadConfig, trainingReadConnections } from '../src/config.js'
 import { insertDefinition } from '../test/lib/fixtures.js'
 import { rebuildWriteLog } from '../db/write-log.js'
-import { soundCutoff } from '../db/knowledge.js'
-import { buildFeaturePacks } from '../db/series-packs.js'
-import { monthStart } from '../src/services/series-packs.js'
+import { buildSeriesPacks } from '../src/services/series-packs.js'
 import { sharedDataDir } from '../test/lib/shared-data.js'
 import { SERVICE_NODE_ARGS } from '../test/lib/server-process.js'
 import { seededRandom } from '../test/lib/random.js'
@@ -336,10 +334,8 @@ const bench: Bench = {
       await rebuildWriteLog(db.sql)
       let packNote = 'no series packs (TimescaleDB mode)'
       if (db.storageMode === 'postgres') {
-        const cutoffMs = await soundCutoff(db.sql)
-        const horizonMs = monthStart(cutoffMs - config.SERIES_PACK_SETTLE_SECONDS * 1000)
-        let packs = 0
-        for (const featureId of ids) packs += (await buildFeaturePacks(db.sql, { featureId, cutoffMs, horizonMs })).packs
+        const run = await buildSeriesPacks(db.sql, config.SERIES_PACK_SETTLE_SECONDS)
+        const packs = run.features.reduce((n, f) => n + f.packs, 0)
         await db.sql`VACUUM ANALYZE feature_series_packs`
         const [{ bytes }] = await db.sql<Array<{ bytes: number }>>`SELECT pg_total_relation_size('feature_series_packs')::int8 AS bytes`
         packNote = `${packs} series packs, ${(Number(bytes) / 2 ** 20).toFixed(0)} MiB, built in ${((Date.now() - t0) / 1000).toFixed(1)} s with the write log`

@@ -1,9 +1,8 @@
 import type postgres from 'postgres'
 import type { Sql } from './connection.js'
-import type { PointInTime } from '../src/domain/training-output.js'
+import { PACKED_NULL_HI, PACKED_NULL_LO, type PointInTime } from '../src/domain/training-output.js'
 import { iso } from './params.js'
 import { COPY_SIGNATURE, throwIfCopyFailed } from './copy-out.js'
-import { PACKED_NULL_HI, PACKED_NULL_LO } from './series-packs.js'
 
 /**
  * The point-in-time read path. A join is answered block by block on one or more reserved
@@ -301,6 +300,21 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
   // write stamped after that (and at or before K) can have touched the pair's range before the
   // horizon, and no untracked write is recorded. Its rows are then read from the horizon on
   // (row_from). pack_w: built_through (ingested_at goes out with the packs when it passes K).
+  // (without packs the statement does none of that: no marks, no write log, packed false)
+  const packedColumns = packs
+    ? conn`
+             m.horizon, m.built_through,
+             (m.feature_id IS NOT NULL AND NOT f.is_text AND u.none AND NOT EXISTS (
+                SELECT 1 FROM feature_write_log l
+                WHERE l.feature_id = f.id AND l.ingested_at > m.built_through AND l.ingested_at <= k.k
+                  AND l.first_event < m.horizon AND l.first_event <= e.max_t AND l.last_event > e.min_t
+                  AND (l.entity_id IS NULL OR l.entity_id = coalesce(f.shared_id, e.id)))) AS packed`
+    : conn`NULL::timestamptz AS horizon, NULL::timestamptz AS built_through, false AS packed`
+  const packedJoins = packs
+    ? conn`
+      CROSS JOIN (SELECT NOT EXISTS (SELECT 1 FROM feature_untracked_writes) AS none) u
+      LEFT JOIN feature_pack_marks m ON m.feature_id = f.id`
+    : conn``
   await conn`
     INSERT INTO pit_pairs (pair, feature_id, entity_id, is_text, min_t, max_t, k_min, k_max, packed, row_from, pack_w)
     SELECT q.pair, q.feature_id, q.entity_id, q.is_text, q.min_t, q.max_t, q.k_min, q.k_max, q.packed,
@@ -310,17 +324,11 @@ export async function readBlockCandidates (conn: ReservedSql, spec: PairsSpec, s
              f.is_text, e.min_t, e.max_t,
              CASE WHEN ${spec.mode} = 'known' THEN least(e.min_t, k.k) ELSE k.k END AS k_min,
              CASE WHEN ${spec.mode} = 'known' THEN least(e.max_t, k.k) ELSE k.k END AS k_max,
-             m.horizon, m.built_through,
-             (${String(packs)}::text::bool AND m.feature_id IS NOT NULL AND NOT f.is_text AND u.none AND NOT EXISTS (
-                SELECT 1 FROM feature_write_log l
-                WHERE l.feature_id = f.id AND l.ingested_at > m.built_through AND l.ingested_at <= k.k
-                  AND l.first_event < m.horizon AND l.first_event <= e.max_t AND l.last_event > e.min_t
-                  AND (l.entity_id IS NULL OR l.entity_id = coalesce(f.shared_id, e.id)))) AS packed
+             ${packedColumns}
       FROM unnest(${spec.entityIds}::text[], ${Array.from(spec.minT, iso)}::text[]::timestamptz[], ${Array.from(spec.maxT, iso)}::text[]::timestamptz[]) WITH ORDINALITY AS e(id, min_t, max_t, i)
       CROSS JOIN unnest(${spec.featureIds}::int4[], ${spec.textFeatures.map(String)}::text[]::bool[], ${spec.sharedEntityIds}::text[]) WITH ORDINALITY AS f(id, is_text, shared_id, i)
       CROSS JOIN (SELECT ${iso(spec.cutoffMs)}::text::timestamptz AS k) k
-      CROSS JOIN (SELECT NOT EXISTS (SELECT 1 FROM feature_untracked_writes) AS none) u
-      LEFT JOIN feature_pack_marks m ON ${String(packs)}::text::bool AND m.feature_id = f.id
+      ${packedJoins}
     ) q
     ORDER BY 1`
   // One tuple per pair with candidates: the anchor (the best candidate visible at min_t), then

@@ -59,14 +59,14 @@ export class RenderPool {
     this.live.add(worker)
     const fail = (err: Error): void => {
       if (this.workers[slot] === worker) this.workers[slot] = undefined
-      void worker.terminate()
       if (!ready && !this.closed && !this.unavailable) {
         this.unavailable = true
         this.onUnavailable(err)
       }
       for (const s of this.sessions.values()) if (s.worker === worker) s.fail(err)
     }
-    worker.on('error', fail)
+    // an error may leave the thread running (an 'error' not from an uncaught exception): stop it
+    worker.on('error', (err) => { void worker.terminate(); fail(err) })
     worker.on('exit', (code) => {
       this.live.delete(worker)
       fail(new Error(`render thread exited (code ${code})`))

@@ -4,6 +4,7 @@ import { pitPairsRead } from '../../db/point-in-time.js'
 import type { AppDeps } from '../context.js'
 import { soundCutoff } from '../../db/knowledge.js'
 import { buildFeaturePacks, packableFeatures, type PackBuild } from '../../db/series-packs.js'
+import type { Sql } from '../../db/connection.js'
 import { BackgroundLoop } from './background-loop.js'
 
 /** The first build after start, once startup work has settled. */
@@ -19,6 +20,25 @@ export interface PackRun {
   cutoffMs: number
   horizonMs: number
   features: Array<{ featureId: number } & PackBuild>
+}
+
+/**
+ * One run of the job: every numeric feature's packs brought up to a sound knowledge cutoff taken
+ * now, the horizon at the start of the UTC month `settleSeconds` before it. Stops at an untracked
+ * write (the same for every feature). `onBuilt`: each feature's build and how long it took.
+ */
+export async function buildSeriesPacks (sql: Sql, settleSeconds: number, onBuilt: (featureId: number, built: PackBuild, ms: number) => void = () => {}): Promise<PackRun> {
+  const cutoffMs = await soundCutoff(sql)
+  const horizonMs = monthStart(cutoffMs - settleSeconds * 1000)
+  const features: PackRun['features'] = []
+  for (const featureId of await packableFeatures(sql)) {
+    const t0 = performance.now()
+    const built = await buildFeaturePacks(sql, { featureId, cutoffMs, horizonMs })
+    features.push({ featureId, ...built })
+    onBuilt(featureId, built, Math.round(performance.now() - t0))
+    if (built.reason === 'untracked_writes') break
+  }
+  return { cutoffMs, horizonMs, features }
 }
 
 /**
@@ -48,22 +68,14 @@ export class SeriesPackMaintenance {
 
   /** Brings every numeric feature's packs up to date now. */
   async buildNow (): Promise<PackRun> {
-    const sql = this.deps.sql
-    const cutoffMs = await soundCutoff(sql)
-    const horizonMs = monthStart(cutoffMs - this.deps.config.SERIES_PACK_SETTLE_SECONDS * 1000)
-    const features: PackRun['features'] = []
-    for (const featureId of await packableFeatures(sql)) {
-      const t0 = performance.now()
-      const built = await buildFeaturePacks(sql, { featureId, cutoffMs, horizonMs })
-      features.push({ featureId, ...built })
+    const run = await buildSeriesPacks(this.deps.sql, this.deps.config.SERIES_PACK_SETTLE_SECONDS, (featureId, built, ms) => {
       if ((built.action === 'appended' || built.action === 'rebuilt') && built.values > 0) {
-        this.log.info({ featureId, action: built.action, packs: built.packs, values: built.values, ms: Math.round(performance.now() - t0) }, 'series packs built')
+        this.log.info({ featureId, action: built.action, packs: built.packs, values: built.values, ms }, 'series packs built')
       }
       this.builds[built.action]++
-      if (built.reason === 'untracked_writes') break // the same for every feature
-    }
+    })
     this.lastRunMs = Date.now()
-    return { cutoffMs, horizonMs, features }
+    return run
   }
 
   /** /metrics: point-in-time pairs read from packs and from rows, this instance's builds. */
