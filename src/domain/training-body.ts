@@ -299,6 +299,50 @@ function * readRows (b: Buffer, p: number, validate: RowValidator): Steps<{ colu
  * -1 (nothing added) when it is not of that shape.
  */
 function fastRow (b: Buffer, p: number, columns: EntityRowColumns): number {
+  const plain = plainRow(b, p, columns)
+  return plain >= 0 ? plain : shapedRow(b, p, columns)
+}
+
+/**
+ * The commonest row, `{"entity_id":"<id>","event_time":"<UTC timestamp>"}` in that order,
+ * whitespace allowed between tokens, read with fixed comparisons: the index after its '}', or
+ * -1 (nothing added) for anything else, which shapedRow reads. ~3x faster than shapedRow.
+ */
+function plainRow (b: Buffer, p: number, columns: EntityRowColumns): number {
+  p = ws(b, p + 1)
+  // "entity_id"
+  if (b[p] !== QUOTE || b[p + 1] !== 0x65 || b[p + 2] !== 0x6e || b[p + 3] !== 0x74 || b[p + 4] !== 0x69 || b[p + 5] !== 0x74 ||
+    b[p + 6] !== 0x79 || b[p + 7] !== 0x5f || b[p + 8] !== 0x69 || b[p + 9] !== 0x64 || b[p + 10] !== QUOTE) return -1
+  p = ws(b, p + 11)
+  if (b[p] !== COLON) return -1
+  p = ws(b, p + 1)
+  if (b[p] !== QUOTE) return -1
+  const idFrom = p + 1
+  const idTo = plainStringEnd(b, idFrom)
+  if (idTo < 0 || idTo === idFrom || idTo - idFrom > 256) return -1
+  p = ws(b, idTo + 1)
+  if (b[p] !== COMMA) return -1
+  p = ws(b, p + 1)
+  // "event_time"
+  if (b[p] !== QUOTE || b[p + 1] !== 0x65 || b[p + 2] !== 0x76 || b[p + 3] !== 0x65 || b[p + 4] !== 0x6e || b[p + 5] !== 0x74 ||
+    b[p + 6] !== 0x5f || b[p + 7] !== 0x74 || b[p + 8] !== 0x69 || b[p + 9] !== 0x6d || b[p + 10] !== 0x65 || b[p + 11] !== QUOTE) return -1
+  p = ws(b, p + 12)
+  if (b[p] !== COLON) return -1
+  p = ws(b, p + 1)
+  if (b[p] !== QUOTE) return -1
+  const timeFrom = p + 1
+  const timeTo = b[timeFrom + 20] === QUOTE ? timeFrom + 20 : b[timeFrom + 24] === QUOTE ? timeFrom + 24 : -1
+  if (timeTo < 0) return -1
+  p = ws(b, timeTo + 1)
+  if (b[p] !== RBRACE) return -1
+  const ms = parseUtcTimestampBytes(b, timeFrom, timeTo)
+  if (ms !== ms) return -1
+  columns.addParsed(internId(b, idFrom, idTo), ms, undefined)
+  return p + 1
+}
+
+/** One row of the usual shape in general (any member order, pass-through members): see fastRow. */
+function shapedRow (b: Buffer, p: number, columns: EntityRowColumns): number {
   let idFrom = -1
   let idTo = -1
   let timeFrom = -1
@@ -412,7 +456,8 @@ function internId (b: Buffer, from: number, to: number): string {
 function ws (b: Buffer, p: number): number {
   for (;;) {
     const c = b[p]
-    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) p++
+    // every token starts above 0x20: one comparison when there is no whitespace
+    if (c <= 0x20 && (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) p++
     else return p
   }
 }
@@ -502,19 +547,51 @@ export function parseUtcTimestampBytes (b: Buffer, from: number, to: number): nu
   const n = to - from
   if ((n !== 20 && n !== 24) || b[to - 1] !== 0x5a /* Z */) return Number.NaN
   if (b[from + 4] !== 45 || b[from + 7] !== 45 || b[from + 10] !== 84 || b[from + 13] !== 58 || b[from + 16] !== 58) return Number.NaN
-  if (n === 24 && b[from + 19] !== 46) return Number.NaN
-  const y = digits(b, from, 4)
-  const mo = digits(b, from + 5, 2)
-  const d = digits(b, from + 8, 2)
-  const h = digits(b, from + 11, 2)
-  const mi = digits(b, from + 14, 2)
-  const sec = digits(b, from + 17, 2)
-  const ms = n === 24 ? digits(b, from + 20, 3) : 0
-  if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59 && ms >= 0)) return Number.NaN
+  // digits as values 0-9; any other byte gives a value above 9 (>>> 0 makes one below '0' large)
+  const y0 = (b[from] - 48) >>> 0
+  const y1 = (b[from + 1] - 48) >>> 0
+  const y2 = (b[from + 2] - 48) >>> 0
+  const y3 = (b[from + 3] - 48) >>> 0
+  const mo0 = (b[from + 5] - 48) >>> 0
+  const mo1 = (b[from + 6] - 48) >>> 0
+  const d0 = (b[from + 8] - 48) >>> 0
+  const d1 = (b[from + 9] - 48) >>> 0
+  const h0 = (b[from + 11] - 48) >>> 0
+  const h1 = (b[from + 12] - 48) >>> 0
+  const mi0 = (b[from + 14] - 48) >>> 0
+  const mi1 = (b[from + 15] - 48) >>> 0
+  const s0 = (b[from + 17] - 48) >>> 0
+  const s1 = (b[from + 18] - 48) >>> 0
+  if (y0 > 9 || y1 > 9 || y2 > 9 || y3 > 9 || mo0 > 9 || mo1 > 9 || d0 > 9 || d1 > 9 || h0 > 9 || h1 > 9 || mi0 > 9 || mi1 > 9 || s0 > 9 || s1 > 9) return Number.NaN
+  let ms = 0
+  if (n === 24) {
+    const f0 = (b[from + 20] - 48) >>> 0
+    const f1 = (b[from + 21] - 48) >>> 0
+    const f2 = (b[from + 22] - 48) >>> 0
+    if (b[from + 19] !== 46 || f0 > 9 || f1 > 9 || f2 > 9) return Number.NaN
+    ms = f0 * 100 + f1 * 10 + f2
+  }
+  const y = y0 * 1000 + y1 * 100 + y2 * 10 + y3
+  const mo = mo0 * 10 + mo1
+  const d = d0 * 10 + d1
+  const h = h0 * 10 + h1
+  const mi = mi0 * 10 + mi1
+  const sec = s0 * 10 + s1
+  if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59)) return Number.NaN
   const leap = mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0
   if (d > MONTH_DAYS[mo - 1] + leap) return Number.NaN
-  const v = daysFromCivil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms
+  const v = daysFromCivilAfter1900(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms
   return v >= MIN_FAST_MS && v <= MAX_FAST_MS ? v : Number.NaN
+}
+
+/** daysFromCivil for years 1900-9999, in integer arithmetic (every quotient is of non-negative numbers). */
+function daysFromCivilAfter1900 (y: number, m: number, d: number): number {
+  if (m <= 2) y -= 1
+  const era = (y / 400) | 0
+  const yoe = y - era * 400
+  const doy = (((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) | 0) + d - 1
+  const doe = yoe * 365 + ((yoe / 4) | 0) - ((yoe / 100) | 0) + doy
+  return era * 146_097 + doe - 719_468
 }
 
 /** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), as Date.UTC counts them. */
@@ -525,14 +602,4 @@ function daysFromCivil (y: number, m: number, d: number): number {
   const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1
   const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy
   return era * 146_097 + doe - 719_468
-}
-
-function digits (b: Buffer, at: number, len: number): number {
-  let v = 0
-  for (let i = at; i < at + len; i++) {
-    const c = b[i] - 48
-    if (!(c >= 0 && c <= 9)) return Number.NaN
-    v = v * 10 + c
-  }
-  return v
 }
