@@ -1,9 +1,8 @@
 import { errorCodes, type FastifyRequest } from 'fastify'
 import type { TObject } from 'typebox'
 import type { App } from '../src/app.js'
-import { HELPED_SCAN_MIN_BYTES, rowsSplitPoint, scanTrainingBodyHelped, type EntityRowColumns, type HelpedSteps, type RowSchemaError, type RowsHelper, type ScannedRows } from '../src/domain/training-body.js'
-import { EventLoopSlices } from '../src/services/event-loop-slices.js'
-import type { RenderPool } from '../src/services/render-pool.js'
+import { scanTrainingBodySteps, type EntityRowColumns, type RowSchemaError } from '../src/domain/training-body.js'
+import { runInSlices } from '../src/services/event-loop-slices.js'
 import { EntityRow } from './schemas/training-sets.js'
 
 /**
@@ -24,9 +23,8 @@ export function useEntityRowsJsonParser (app: App, bodySchema: TObject): (body: 
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', (request, payload, done) => {
     // the route's body limit, else the server's (each route of the plugin keeps its own)
-    const pool = app.services.renderPool
-    readBody(request, payload, request.routeOptions.bodyLimit, pool.threads > 0)
-      .then(async (buf) => parseEntityRowsBody(request, buf, defaultJson, before, pool, (err, body, columns) => {
+    readBody(request, payload, request.routeOptions.bodyLimit)
+      .then(async (buf) => parseEntityRowsBody(request, buf, defaultJson, before, (err, body, columns) => {
         if (columns !== undefined) inlineRows.set(body as object, columns)
         done(err, body)
       }))
@@ -40,18 +38,15 @@ type ParsedDone = (err: Error | null, body?: unknown, columns?: EntityRowColumns
 type JsonParser = (request: FastifyRequest, body: string, done: Done) => void
 
 /**
- * The raw body as one Buffer, allocated once from Content-Length when given (in memory a render
- * thread can share when `shareable` and the body is large enough for a helped scan). The same
- * limits and errors as Fastify's own body reader: 413 past `limit`, 400 when the length is wrong.
+ * The raw body as one Buffer, allocated once from Content-Length when given. The same limits
+ * and errors as Fastify's own body reader: 413 past `limit`, 400 when the length is wrong.
  */
-async function readBody (request: FastifyRequest, payload: NodeJS.ReadableStream, limit: number, shareable: boolean): Promise<Buffer> {
+async function readBody (request: FastifyRequest, payload: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length'])
   if (declared > limit) throw new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE()
   const sized = Number.isInteger(declared) && declared >= 0
   return new Promise<Buffer>((resolve, reject) => {
-    let buf = sized
-      ? shareable && declared >= HELPED_SCAN_MIN_BYTES ? Buffer.from(new SharedArrayBuffer(declared)) : Buffer.allocUnsafe(declared)
-      : undefined
+    let buf = sized ? Buffer.allocUnsafe(declared) : undefined
     const chunks: Buffer[] = []
     let received = 0
     const cleanup = (): void => {
@@ -94,15 +89,9 @@ async function readBody (request: FastifyRequest, payload: NodeJS.ReadableStream
  * schema, and their errors are reported together with those of the rest of the body (members
  * in `before` first), as the schema of the whole body would.
  */
-async function parseEntityRowsBody (request: FastifyRequest, buf: Buffer, defaultJson: JsonParser, before: ReadonlySet<string>, pool: RenderPool, done: ParsedDone): Promise<void> {
+async function parseEntityRowsBody (request: FastifyRequest, buf: Buffer, defaultJson: JsonParser, before: ReadonlySet<string>, done: ParsedDone): Promise<void> {
   const validateRow = request.compileValidationSchema(EntityRow, 'body')
-  // a large body's second half of rows read on a render thread meanwhile, when one is free
-  const helper: RowsHelper = (b, rowsFrom) => {
-    const at = rowsSplitPoint(b, rowsFrom)
-    const rows = at < 0 ? undefined : pool.scanRows(b, at)
-    return rows === undefined ? undefined : { at, rows }
-  }
-  const scan = await runHelpedScan(scanTrainingBodyHelped(buf, (row) => (validateRow(row) ? null : (validateRow.errors as RowSchemaError[] | null | undefined) ?? []), helper))
+  const scan = await runInSlices(scanTrainingBodySteps(buf, (row) => (validateRow(row) ? null : (validateRow.errors as RowSchemaError[] | null | undefined) ?? [])))
   if (scan.kind === 'invalid') { done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined); return }
   if (scan.kind === 'fallback') { defaultJson(request, buf.toString('utf8'), done); return }
   defaultJson(request, scan.rest, (err, body) => {
@@ -125,23 +114,4 @@ async function parseEntityRowsBody (request: FastifyRequest, buf: Buffer, defaul
     }
     done(null, body, scan.columns)
   })
-}
-
-/**
- * Runs a helped scan to its end (as runInSlices): turns of the event loop between its steps,
- * and the helper's rows awaited where it waits for them.
- */
-async function runHelpedScan<T> (steps: HelpedSteps<T>): Promise<T> {
-  const slices = new EventLoopSlices()
-  let input: ScannedRows | undefined
-  for (;;) {
-    const step = steps.next(input)
-    input = undefined
-    if (step.done === true) return step.value
-    if (step.value === undefined) await slices.pause()
-    else {
-      input = await step.value
-      slices.taken()
-    }
-  }
 }

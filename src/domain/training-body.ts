@@ -82,63 +82,6 @@ export class EntityRowColumns {
     return out
   }
 
-  /**
-   * The first `count` rows as ScannedRows (a scan's part read on another thread, for
-   * appendScanned there): the arrays are copies, the entity indexes this object's own.
-   */
-  scanned (count: number, next: number, arrayEnd: boolean): ScannedRows {
-    const badTimes: Array<[number, unknown]> = []
-    for (const [row, raw] of this.badTimes) if (row < count) badTimes.push([row, raw])
-    return {
-      count,
-      entityIds: this.entityIds,
-      entity: this.entity.slice(0, count),
-      time: this.time.slice(0, count),
-      badTimes,
-      extraNames: this.extraNames,
-      extraCols: this.extraNames.map((name) => this.extraCols.get(name)!.slice(0, count)),
-      next,
-      arrayEnd,
-    }
-  }
-
-  /**
-   * Appends rows scanned elsewhere (scanRowsFrom), as if they had been added here one by one:
-   * entity ids and pass-through names new to this object are added in the order their rows
-   * first use them.
-   */
-  appendScanned (s: ScannedRows): void {
-    const base = this.n
-    const local = new Int32Array(s.entityIds.length).fill(-1)
-    for (let i = 0; i < s.count; i++) {
-      const l = s.entity[i]
-      let e = local[l]
-      if (e < 0) {
-        const id = s.entityIds[l]
-        const known = this.idIndex.get(id)
-        if (known !== undefined) e = known
-        else {
-          e = this.entityIds.length
-          this.idIndex.set(id, e)
-          this.entityIds.push(id)
-        }
-        local[l] = e
-      }
-      const row = this.n
-      if (row === this.entity.length) this.grow()
-      this.entity[row] = e
-      this.time[row] = s.time[i]
-      this.n = row + 1
-    }
-    for (const [row, raw] of s.badTimes) if (row < s.count) this.badTimes.set(base + row, raw)
-    // a row's members in first-seen order: for the rows appended, their names come in the order
-    // those rows first use them, which is the order of s.extraNames
-    s.extraNames.forEach((name, k) => {
-      const col = s.extraCols[k]
-      for (let i = 0; i < Math.min(col.length, s.count); i++) if (col[i] !== undefined) this.setExtra(base + i, name, col[i])
-    })
-  }
-
   /** Drops the spare capacity once every row is in. */
   finish (): this {
     if (this.entity.length > this.n * 1.25 + 16) {
@@ -205,44 +148,6 @@ export interface RowSchemaError {
 /** Validates (and, like the request schema, coerces in place) one row object; null when valid. */
 export type RowValidator = (row: unknown) => RowSchemaError[] | null
 
-/**
- * Entity rows of one stretch of a body, read on another thread (scanRowsFrom) to be appended
- * to the columns of the rows before them (EntityRowColumns.appendScanned). Structured-cloneable.
- */
-export interface ScannedRows {
-  /** Rows read. */
-  count: number
-  /** The stretch's own distinct entity ids, in first-seen order; `entity` indexes them. */
-  entityIds: string[]
-  entity: Int32Array
-  /** event_time, epoch ms; NaN where it did not parse (see badTimes). */
-  time: Float64Array
-  /** Rows (of the stretch) whose event_time did not parse, with the value given. */
-  badTimes: Array<[number, unknown]>
-  /** Pass-through member names, in first-seen order, and their values by row (holes: none). */
-  extraNames: string[]
-  extraCols: unknown[][]
-  /** Where reading goes on: the first byte of the next row, or after the array's ']'. */
-  next: number
-  /** `next` is after the array's ']'. */
-  arrayEnd: boolean
-}
-
-/**
- * Rows from `at` (the first byte of a row) on, being read elsewhere: the scan reads the rows
- * before `at` itself and takes these when it gets there (undefined: it reads them itself).
- */
-export interface RowsHandoff {
-  at: number
-  rows: Promise<ScannedRows | undefined>
-}
-
-/** Where a scan may hand off the second half of its rows: called with the body and the index of entity_rows' '['. */
-export type RowsHelper = (b: Buffer, rowsFrom: number) => RowsHandoff | undefined
-
-/** The steps of a scan with a helper: a yielded promise is awaited and its value passed back to next(). */
-export type HelpedSteps<T> = Generator<void | Promise<ScannedRows | undefined>, T, ScannedRows | undefined>
-
 export type ScanResult =
   /** The body without its entity rows: `rest` is the JSON text with `"entity_rows":[]`. */
   | { kind: 'columns', rest: string, columns: EntityRowColumns, rowErrors: RowSchemaError[] }
@@ -292,30 +197,15 @@ export function scanTrainingBody (b: Buffer, validate: RowValidator): ScanResult
  * so that a caller can let other work run while a large body is read.
  */
 export function * scanTrainingBodySteps (b: Buffer, validate: RowValidator): Steps<ScanResult> {
-  const steps = scanTrainingBodyHelped(b, validate)
-  for (;;) {
-    const step = steps.next() // without a helper, no step waits for one
-    if (step.done === true) return step.value
-    yield
-  }
-}
-
-/**
- * scanTrainingBodySteps where `helper` may read the second half of the rows meanwhile, on
- * another thread (scanRowsFrom over the same bytes): the scan reads the first half, then takes
- * the helper's rows (a yielded promise: the caller awaits it and passes its value to next())
- * and reads on from where the helper stopped. The result is the one the scan alone gives.
- */
-export function * scanTrainingBodyHelped (b: Buffer, validate: RowValidator, helper?: RowsHelper): HelpedSteps<ScanResult> {
   try {
-    return yield * scan(b, validate, helper)
+    return yield * scan(b, validate)
   } catch (err) {
     if (err instanceof NotJson) return { kind: 'invalid', at: err.at }
     throw err
   }
 }
 
-function * scan (b: Buffer, validate: RowValidator, helper: RowsHelper | undefined): HelpedSteps<ScanResult> {
+function * scan (b: Buffer, validate: RowValidator): Steps<ScanResult> {
   const n = b.length
   let p = ws(b, 0)
   if (b[p] !== LBRACE) return { kind: 'fallback' }
@@ -337,7 +227,7 @@ function * scan (b: Buffer, validate: RowValidator, helper: RowsHelper | undefin
       if (isRows) {
         if (rowsFrom >= 0 || b[p] !== LBRACKET) return { kind: 'fallback' }
         rowsFrom = p
-        const read = yield * readRows(b, p, validate, helper?.(b, p))
+        const read = yield * readRows(b, p, validate)
         if (read === undefined) return { kind: 'fallback' }
         result = read
         p = read.end
@@ -362,28 +252,14 @@ function * scan (b: Buffer, validate: RowValidator, helper: RowsHelper | undefin
 const extraKeys: string[] = []
 const extraValues: unknown[] = []
 
-/**
- * Reads the array at `p` (a '['). undefined: leave the body to JSON.parse. With a handoff, the
- * rows from handoff.at on are taken from it when a row starts there (else it is not used).
- */
-function * readRows (b: Buffer, p: number, validate: RowValidator, handoff?: RowsHandoff): HelpedSteps<{ columns: EntityRowColumns, rowErrors: RowSchemaError[], end: number } | undefined> {
+/** Reads the array at `p` (a '['). undefined: leave the body to JSON.parse. */
+function * readRows (b: Buffer, p: number, validate: RowValidator): Steps<{ columns: EntityRowColumns, rowErrors: RowSchemaError[], end: number } | undefined> {
   // ~60 bytes a row is the usual size: start near the final capacity
   const columns = new EntityRowColumns(Math.min(1 << 20, Math.ceil(b.length / 64)))
   const rowErrors: RowSchemaError[] = []
   p = ws(b, p + 1)
   if (b[p] === RBRACKET) return { columns, rowErrors, end: p + 1 }
-  for (;;) {
-    if (handoff !== undefined && p >= handoff.at) {
-      // a row starts exactly there: the helper read on from the same row start
-      const scanned = p === handoff.at ? yield handoff.rows : undefined
-      handoff = undefined
-      if (scanned !== undefined && scanned.count > 0) {
-        columns.appendScanned(scanned)
-        if (scanned.arrayEnd) return { columns, rowErrors, end: scanned.next }
-        p = scanned.next
-      }
-    }
-    const row = columns.count
+  for (let row = 0; ; row++) {
     const fast = b[p] === LBRACE ? fastRow(b, p, columns) : -1
     if (fast >= 0) p = fast
     else {
@@ -416,56 +292,6 @@ function * readRows (b: Buffer, p: number, validate: RowValidator, handoff?: Row
     if (b[p] === RBRACKET) return { columns, rowErrors, end: p + 1 }
     throw new NotJson(p)
   }
-}
-
-/**
- * The rows of entity_rows from `from` (the first byte of a row) on, read as the scan reads
- * rows of the usual shape (fastRow), for another scan to append (a helper's part, on another
- * thread). Reading stops at the array's ']' (arrayEnd), or before the first row that is not of
- * that shape or not followed by ',' or ']': the other scan reads that one itself (and reports
- * it, when malformed). `from` need not be a row start: the other scan uses the rows only when
- * one starts there.
- */
-export function scanRowsFrom (b: Buffer, from: number): ScannedRows {
-  const columns = new EntityRowColumns(Math.min(1 << 20, Math.ceil((b.length - from) / 64)))
-  let p = from
-  for (;;) {
-    const end = b[p] === LBRACE ? fastRow(b, p, columns) : -1
-    if (end < 0) return columns.scanned(columns.count, p, false)
-    const q = ws(b, end)
-    if (b[q] === COMMA) p = ws(b, q + 1)
-    else if (b[q] === RBRACKET) return columns.scanned(columns.count, q + 1, true)
-    else return columns.scanned(columns.count - 1, p, false)
-  }
-}
-
-/** Bodies from this size on are worth a helper (the handoff costs a message each way). */
-export const HELPED_SCAN_MIN_BYTES = 1 << 20
-
-/**
- * Where a scan of the rows array at `rowsFrom` may hand its second half to a helper: the first
- * '{' after the middle of the rest of the body that follows a '}' and a ',' (whitespace aside),
- * which is a row's start unless it is inside a string (then the scan passes it by and reads
- * on itself). -1 when the body is small or none is found near the middle.
- */
-export function rowsSplitPoint (b: Buffer, rowsFrom: number): number {
-  if (b.length < HELPED_SCAN_MIN_BYTES) return -1
-  const mid = rowsFrom + ((b.length - rowsFrom) >> 1)
-  const limit = Math.min(b.length, mid + 65_536)
-  for (let p = mid; p < limit; p++) {
-    if (b[p] !== LBRACE) continue
-    let q = p - 1
-    while (q > rowsFrom && isWs(b[q])) q--
-    if (b[q] !== COMMA) continue
-    q--
-    while (q > rowsFrom && isWs(b[q])) q--
-    if (b[q] === RBRACE) return p
-  }
-  return -1
-}
-
-function isWs (c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09
 }
 
 /**

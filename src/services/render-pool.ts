@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads'
-import type { ScannedRows } from '../domain/training-body.js'
 import type { AnsweredRows, OutputFormat, OutputLayout } from '../domain/training-output.js'
-import type { BlockMessage, RenderReply, RenderRequest, ScanMessage } from './render-worker.js'
+import type { BlockMessage, RenderReply, RenderRequest } from './render-worker.js'
 
 /**
  * Render threads for training sets. Writing a large training set's text (numbers digit by
@@ -21,8 +20,6 @@ export class RenderPool {
   /** Every thread started and not yet exited (a failed one may still be running). */
   private readonly live = new Set<Worker>()
   private readonly sessions = new Map<number, RenderSession>()
-  /** Scans of request bodies under way, by session: their thread, and whom to tell. */
-  private readonly scans = new Map<number, { worker: Worker, resolve: (rows: ScannedRows | undefined) => void }>()
   private nextSession = 1
   private closed = false
   private unavailable = false
@@ -43,26 +40,6 @@ export class RenderPool {
     return session
   }
 
-  /**
-   * Reads the entity rows of a request body from `from` on, on a render thread (the body in
-   * memory shared with it): while the main thread reads the rows before `from` (see
-   * scanTrainingBodyHelped). undefined when there is no thread to spare: none at all, the body
-   * not in shared memory, or threads busy writing training sets (a scan would wait behind them).
-   * The promise never rejects: a thread that fails gives undefined, and the caller reads the
-   * rows itself.
-   */
-  scanRows (bytes: Buffer, from: number): Promise<ScannedRows | undefined> | undefined {
-    if (this.threads === 0 || this.closed || this.unavailable || this.sessions.size > 0) return undefined
-    if (!(bytes.buffer instanceof SharedArrayBuffer)) return undefined
-    const id = this.nextSession++
-    const worker = this.worker(id % this.threads)
-    return new Promise((resolve) => {
-      this.scans.set(id, { worker, resolve })
-      const m: ScanMessage = { type: 'scan', session: id, bytes: bytes.buffer as SharedArrayBuffer, byteOffset: bytes.byteOffset, length: bytes.length, from }
-      worker.postMessage(m)
-    })
-  }
-
   async close (): Promise<void> {
     this.closed = true
     this.workers.fill(undefined)
@@ -77,11 +54,7 @@ export class RenderPool {
     let ready = false
     worker.on('message', (reply: RenderReply) => {
       if (reply.type === 'ready') ready = true
-      else if (this.scans.has(reply.session)) {
-        const scan = this.scans.get(reply.session)!
-        this.scans.delete(reply.session)
-        scan.resolve(reply.type === 'scanned' ? reply.rows : undefined)
-      } else this.sessions.get(reply.session)?.receive(reply)
+      else this.sessions.get(reply.session)?.receive(reply)
     })
     this.live.add(worker)
     const fail = (err: Error): void => {
@@ -91,11 +64,6 @@ export class RenderPool {
         this.onUnavailable(err)
       }
       for (const s of this.sessions.values()) if (s.worker === worker) s.fail(err)
-      for (const [id, scan] of this.scans) {
-        if (scan.worker !== worker) continue
-        this.scans.delete(id)
-        scan.resolve(undefined)
-      }
     }
     // an error may leave the thread running (an 'error' not from an uncaught exception): stop it
     worker.on('error', (err) => { void worker.terminate(); fail(err) })

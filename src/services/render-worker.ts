@@ -1,13 +1,11 @@
 import { parentPort } from 'node:worker_threads'
-import { scanRowsFrom, type ScannedRows } from '../domain/training-body.js'
 import { BlockAnswers, rowRenderer, type EntityBlock, type JoinFeature, type OutputFormat, type OutputLayout, type RowRenderer } from '../domain/training-output.js'
 
 /**
  * A render thread (src/services/render-pool.ts): renders answered blocks of training sets into
  * text, for the main thread to send. Messages (each tagged with the training set's session):
  * `open` makes a renderer, `block` renders one block and posts its text in chunks, then `done`,
- * `close` drops the renderer; `scan` reads part of a request body's entity rows (a session of
- * its own) and posts them as `scanned`. A failure is posted as `error` for the session.
+ * `close` drops the renderer. A failure is posted as `error` for the session.
  */
 
 export interface OpenMessage { type: 'open', session: number, format: OutputFormat, layout: OutputLayout }
@@ -27,16 +25,13 @@ export interface BlockMessage {
   eventTime: Float64Array
 }
 export interface CloseMessage { type: 'close', session: number }
-/** Reads a request body's entity rows from `from` on (scanRowsFrom), in memory shared with the main thread. */
-export interface ScanMessage { type: 'scan', session: number, bytes: SharedArrayBuffer, byteOffset: number, length: number, from: number }
-export type RenderRequest = OpenMessage | BlockMessage | CloseMessage | ScanMessage
+export type RenderRequest = OpenMessage | BlockMessage | CloseMessage
 
 export type RenderReply =
   | { session: 0, type: 'ready' }
   | { session: number, type: 'chunk', text: string }
   | { session: number, type: 'done' }
   | { session: number, type: 'error', message: string }
-  | { session: number, type: 'scanned', rows: ScannedRows }
 
 /** Rows rendered per chunk posted back. */
 export const WORKER_CHUNK_ROWS = 512
@@ -67,7 +62,6 @@ export function handleRenderRequest (m: RenderRequest, post: (reply: RenderReply
   try {
     if (m.type === 'open') renderers.set(m.session, rowRenderer(m.format, m.layout))
     else if (m.type === 'close') renderers.delete(m.session)
-    else if (m.type === 'scan') post({ session: m.session, type: 'scanned', rows: scanRowsFrom(Buffer.from(m.bytes, m.byteOffset, m.length), m.from) })
     else {
       renderBlock(m, post)
       post({ session: m.session, type: 'done' })
@@ -79,11 +73,6 @@ export function handleRenderRequest (m: RenderRequest, post: (reply: RenderReply
 
 if (parentPort !== null) {
   const port = parentPort
-  port.on('message', (m: RenderRequest) => {
-    handleRenderRequest(m, (reply) => {
-      // a scan's arrays go back transferred, not copied
-      port.postMessage(reply, reply.type === 'scanned' ? [reply.rows.entity.buffer, reply.rows.time.buffer] as ArrayBuffer[] : [])
-    })
-  })
+  port.on('message', (m: RenderRequest) => { handleRenderRequest(m, (reply) => port.postMessage(reply)) })
   port.postMessage({ session: 0, type: 'ready' } satisfies RenderReply)
 }

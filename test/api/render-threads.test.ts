@@ -4,7 +4,6 @@ import { buildTestApp } from '../lib/helper.js'
 import { insertDefinition, appendValues } from '../lib/fixtures.js'
 import { handleRenderRequest, type RenderReply } from '../../src/services/render-worker.js'
 import { RenderPool } from '../../src/services/render-pool.js'
-import type { ScannedRows } from '../../src/domain/training-body.js'
 import type { App } from '../../src/app.js'
 
 /**
@@ -86,81 +85,6 @@ t.test('a render thread writes the same bytes as the main thread', async (t) => 
     const alone = await post(main.app, payloads[i][1], i % 2 === 0 ? 'text/csv' : 'application/x-ndjson')
     t.equal(concurrent[i].body, alone.body, `concurrent ${payloads[i][0]}`)
   }
-})
-
-t.test('a large body\'s second half of rows is read on the render thread, with the same answers', async (t) => {
-  const main = await buildTestApp(t, { config: { TRAINING_RENDER_THREADS: 0 } })
-  const threaded = await buildTestApp(t, { url: main.url, config: { TRAINING_RENDER_THREADS: 1 } })
-  await seed(main.sql)
-  const pool = threaded.app.services.renderPool
-  const scans: Array<Promise<ScannedRows | undefined>> = []
-  const scanRows = pool.scanRows.bind(pool)
-  pool.scanRows = (bytes, from) => {
-    const rows = scanRows(bytes, from)
-    if (rows !== undefined) scans.push(rows)
-    return rows
-  }
-  // ids without escapes (the thread reads rows of the usual shape only; one with an escape is
-  // where it stops, and the main thread reads on)
-  const plain = (r: Record<string, unknown>): Record<string, unknown> => (r.entity_id === 'a,"quoted"' ? { ...r, entity_id: 'SOL~1' } : r)
-  const rows = inlineRows(24_000, false).map(plain)
-  const withExtras = inlineRows(24_000, true).map(plain)
-  // rows the helper does not read (an escaped id), and errors, in the second half
-  const odd = rows.map((r, i) => (i === 17_000 ? { ...r, entity_id: 'B\\u0054C' } : r))
-  const badTime = rows.map((r, i) => (i === 20_001 ? { ...r, event_time: 'not a time' } : r))
-  const badRow = rows.map((r, i) => (i === 19_999 ? { event_time: r.event_time } : r))
-  const payloads: Array<[string, string]> = [
-    ['rows', JSON.stringify({ features: FEATURES, entity_rows: rows })],
-    ['rows with pass-through columns', JSON.stringify({ features: FEATURES, entity_rows: withExtras, include_metadata: true })],
-    ['an escaped entity id in the second half', JSON.stringify({ features: FEATURES, entity_rows: odd }).replace('"B\\\\u0054C"', '"B\\u0054C"')],
-    ['Python\'s spacing', JSON.stringify({ features: FEATURES, entity_rows: rows }).replace(/,"/g, ', "').replace(/":/g, '": ')],
-    ['a bad event_time in the second half', JSON.stringify({ features: FEATURES, entity_rows: badTime })],
-    ['a bad row in the second half', JSON.stringify({ features: FEATURES, entity_rows: badRow })],
-    ['malformed JSON in the second half', JSON.stringify({ features: FEATURES, entity_rows: rows }).replace(/\},\{/g, (m, at: number) => (at > 1_200_000 && at < 1_200_100 ? '};{' : m))],
-  ]
-  for (const [label, payload] of payloads) {
-    t.ok(payload.length > 1 << 20, `${label}: ${payload.length} bytes`)
-    const send = async (app: App): Promise<{ status: number, body: string }> => {
-      const res = await app.inject({ method: 'POST', url: '/v1/training-sets', headers: { accept: 'text/csv', 'content-type': 'application/json' }, payload })
-      // a problem's request id is its own
-      return { status: res.statusCode, body: res.statusCode === 200 ? res.body : JSON.stringify({ ...res.json(), request_id: undefined }) }
-    }
-    const before = scans.length
-    const a = await send(main.app)
-    const b = await send(threaded.app)
-    t.equal(b.status, a.status, `${label}: ${b.body.slice(0, 300)}`)
-    t.equal(b.body, a.body, `${label}: same answer`)
-    t.equal(scans.length, before + 1, `${label}: handed to the thread`)
-  }
-  const counts = (await Promise.all(scans)).map((r) => r?.count)
-  t.ok(counts.filter((n) => n !== undefined && n > 4000).length >= 5, `the thread read rows: ${counts.join(', ')}`)
-  const statuses = await Promise.all(payloads.slice(4).map(async ([, payload]) => (await threaded.app.inject({ method: 'POST', url: '/v1/training-sets', headers: { accept: 'text/csv', 'content-type': 'application/json' }, payload })).statusCode))
-  t.same(statuses, [422, 400, 400], 'the errors are the ones the rows have')
-})
-
-t.test('a scan on a render thread: only of shared memory and a free thread; a thread that dies gives nothing', async (t) => {
-  const pool = new RenderPool(1)
-  t.teardown(async () => pool.close())
-  const text = `[${Array.from({ length: 2000 }, (_, i) => `{"entity_id":"e${i % 3}","event_time":"2023-01-01T00:00:0${i % 10}Z"}`).join(',')}]`
-  const shared = Buffer.from(new SharedArrayBuffer(text.length))
-  shared.write(text, 'latin1')
-  t.equal(pool.scanRows(Buffer.from(text), 1), undefined, 'not shared memory')
-  const rows = await pool.scanRows(shared, 1)
-  t.match(rows, { count: 2000, entityIds: ['e0', 'e1', 'e2'], arrayEnd: true, next: text.length })
-  t.equal(rows!.time[5], Date.UTC(2023, 0, 1, 0, 0, 5))
-  const layout = { columns: ['entity_id', 'event_time'], extraColumns: [], featureColumns: [], includeMetadata: false }
-  const session = pool.open('csv', layout)
-  t.equal(pool.scanRows(shared, 1), undefined, 'the thread is writing a training set')
-  session!.close()
-  t.ok(await pool.scanRows(shared, 1), 'free again')
-  // a thread stopped before it could read the message (a new pool's thread is still loading)
-  const other = new RenderPool(1)
-  t.teardown(async () => other.close())
-  const pending = other.scanRows(shared, 1)
-  t.ok(pending)
-  await (other as unknown as { workers: Worker[] }).workers[0].terminate()
-  t.equal(await pending, undefined, 'the thread died: the caller reads the rows itself')
-  t.equal(new RenderPool(0).scanRows(shared, 1), undefined, 'no threads')
 })
 
 t.test('a render thread that dies is replaced by the next training set', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { EntityRowColumns, entityRowColumnsFromObjects, HELPED_SCAN_MIN_BYTES, parseUtcTimestampBytes, rowsSplitPoint, scanRowsFrom, scanTrainingBody, scanTrainingBodyHelped, type HelpedSteps, type RowSchemaError, type RowValidator, type ScannedRows, type ScanResult } from '../../src/domain/training-body.js'
+import { EntityRowColumns, entityRowColumnsFromObjects, parseUtcTimestampBytes, scanTrainingBody, type RowSchemaError } from '../../src/domain/training-body.js'
 import { parseUtcTimestampFast } from '../../src/domain/training-output.js'
 
 const valid = (): null => null
@@ -86,116 +86,6 @@ t.test('rows of the common shape, in any spacing, and near misses of it', async 
       if (scan.kind !== 'columns') continue
       t.same(snapshot(scan.columns), snapshot(entityRowColumnsFromObjects(JSON.parse(body).entity_rows)), text)
     }
-  }
-})
-
-/** Runs a helped scan, awaiting the helper's rows where it waits for them (`used.count`: how often it took some). */
-async function runHelped (steps: HelpedSteps<ScanResult>, used = { count: 0 }): Promise<ScanResult> {
-  let input: ScannedRows | undefined
-  for (;;) {
-    const step = steps.next(input)
-    input = undefined
-    if (step.done === true) return step.value
-    if (step.value !== undefined) {
-      input = await step.value
-      if (input !== undefined && input.count > 0) used.count++
-    }
-  }
-}
-
-/** What a scan gave, comparable with t.same (columns as rows). */
-function outcome (r: ScanResult): unknown {
-  return r.kind === 'columns' ? { kind: r.kind, rest: r.rest, columns: snapshot(r.columns), entityIds: r.columns.entityIds, rowErrors: r.rowErrors } : r
-}
-
-/**
- * The helped scan with a handoff at `at`, the helper's rows read by scanRowsFrom (through a
- * structured clone, as they come from a thread), against the scan alone.
- */
-async function helpedAt (b: Buffer, validate: RowValidator, at: number, used: { count: number }): Promise<ScanResult> {
-  return runHelped(scanTrainingBodyHelped(b, validate, () => ({ at, rows: Promise.resolve().then(() => structuredClone(scanRowsFrom(b, at))) })), used)
-}
-
-t.test('a scan helped from any point gives what the scan alone gives', async (t) => {
-  const entity = fc.oneof(fc.constantFrom('BTCUSDT', 'ETH', 'É', 'a"b', '},{', 'x\\y'), fc.string({ minLength: 1, maxLength: 4 }))
-  const time = fc.oneof(
-    fc.integer({ min: Date.UTC(1990, 0, 1), max: Date.UTC(2030, 0, 1) }).map((ms) => new Date(ms).toISOString()),
-    fc.constantFrom('2023-01-01T00:00:00+02:00', 'nope', '1685620800000'),
-    fc.constant(1685620800000),
-  )
-  const value = fc.oneof(fc.integer(), fc.string({ maxLength: 4 }), fc.constantFrom('},{"entity_id":"Z","event_time":"2023-01-01T00:00:00Z"}', '{', null, true),
-    fc.dictionary(fc.constantFrom('a', 'b'), fc.integer(), { maxKeys: 2 }))
-  const row = fc.oneof(
-    { weight: 6, arbitrary: fc.record({ entity_id: entity, event_time: time }) },
-    { weight: 3, arbitrary: fc.record({ entity_id: entity, event_time: time, extras: fc.dictionary(fc.constantFrom('w', 'note', 'k'), value, { maxKeys: 2 }) }).map(({ extras, ...r }) => ({ ...r, ...extras })) },
-    { weight: 1, arbitrary: fc.constantFrom(5, 'x', null, { entity_id: 7, event_time: 'y' }, { event_time: '2023-01-01T00:00:00Z' }) },
-  )
-  // rows that are not objects of entity_id and event_time fail this validator, as the schema's would
-  const validate: RowValidator = (r) => (typeof r === 'object' && r !== null && typeof (r as { entity_id?: unknown }).entity_id === 'string' && (r as { event_time?: unknown }).event_time !== undefined ? null : [{ instancePath: '', message: 'bad row' }])
-  let handoffs = 0
-  let taken = 0
-  await fc.assert(fc.asyncProperty(fc.array(row, { maxLength: 12 }), fc.constantFrom('', ' ', '\n '), fc.constantFrom('ok', 'bad separator', 'bad row', 'trailing'), async (rows, pad, flaw) => {
-    let text = `{"features":["f"],${pad}"entity_rows":[${pad}${rows.map((r) => JSON.stringify(r)).join(`${pad},${pad}`)}${pad}],"include_metadata":true}`
-    if (flaw === 'bad separator' && rows.length > 1) text = text.replace(/\}(\s*),(\s*)\{"entity_id"/, '}$1;$2{"entity_id"')
-    if (flaw === 'bad row' && rows.length > 1) text = text.replace(/,(\s*)\{"entity_id"/, ',$1{"entity_id":}{"entity_id"')
-    if (flaw === 'trailing') text = text.replace(/\](,"include_metadata")/, ',]$1')
-    const b = Buffer.from(text, 'utf8')
-    const alone = outcome(scanTrainingBody(b, validate))
-    // every '{' of the body: row starts, and '{' inside strings and nested values
-    for (let at = b.indexOf(0x7b); at >= 0; at = b.indexOf(0x7b, at + 1)) {
-      const used = { count: 0 }
-      const helped = outcome(await helpedAt(b, validate, at, used))
-      handoffs++
-      taken += used.count
-      if (JSON.stringify(helped) !== JSON.stringify(alone)) {
-        t.same(helped, alone, `${text} helped at ${at}`)
-        return false
-      }
-    }
-    return true
-  }), { numRuns: 400 })
-  t.ok(taken > handoffs / 8, `the helper's rows were taken in ${taken} of ${handoffs} scans`)
-})
-
-t.test('a helper that gives nothing, and where a scan splits', async (t) => {
-  const rows = Array.from({ length: 30_000 }, (_, i) => ({ entity_id: `e${i % 97}`, event_time: new Date(Date.UTC(2023, 0, 1) + i * 60_000).toISOString(), ...(i % 1000 === 999 ? { note: `n${i}` } : {}) }))
-  const b = Buffer.from(JSON.stringify({ features: ['f'], entity_rows: rows }))
-  t.ok(b.length >= HELPED_SCAN_MIN_BYTES)
-  const alone = outcome(scanTrainingBody(b, valid))
-  const rowsFrom = b.indexOf('[{')
-  const at = rowsSplitPoint(b, rowsFrom)
-  t.ok(at > rowsFrom + (b.length - rowsFrom) / 2 && at < rowsFrom + (b.length - rowsFrom) / 2 + 100, 'just past the middle')
-  t.same(b.toString('latin1', at - 2, at + 13), '},{"entity_id":', 'at a row start')
-  t.same(outcome(await runHelped(scanTrainingBodyHelped(b, valid, () => ({ at, rows: Promise.resolve(undefined) })))), alone, 'no rows from the helper')
-  t.same(outcome(await runHelped(scanTrainingBodyHelped(b, valid, () => undefined))), alone, 'no helper')
-  const used = { count: 0 }
-  t.same(outcome(await helpedAt(b, valid, at, used)), alone, 'the helper read the second half')
-  t.equal(used.count, 1)
-  t.equal(rowsSplitPoint(b.subarray(0, HELPED_SCAN_MIN_BYTES - 1), rowsFrom), -1, 'a small body is read alone')
-  t.equal(rowsSplitPoint(Buffer.from(`{"entity_rows":[${'1,'.repeat(HELPED_SCAN_MIN_BYTES)}1]}`), 15), -1, 'no row start near the middle')
-})
-
-t.test('rows taken from a helper keep the first-seen order of entity ids and pass-through names', async (t) => {
-  const rows = [
-    '{"entity_id":"A","event_time":"2023-01-01T00:00:00Z","a":1}',
-    '{"entity_id":"B","event_time":"bad time"}',
-    '{"entity_id":"C","event_time":"2023-01-01T00:00:00Z","c":"x","b":null}',
-    '{"entity_id":"A","event_time":"2023-01-02T00:00:00Z","d":true,"a":2}',
-    '{"entity_id":"D","event_time":"also bad","e":-1.5}',
-    '{"entity_id":"B","event_time":"2023-01-03T00:00:00.500Z"}',
-  ]
-  const b = Buffer.from(`{"entity_rows":[${rows.join(',')}],"features":["f"]}`)
-  const alone = scanTrainingBody(b, valid)
-  if (alone.kind !== 'columns') throw new Error(alone.kind)
-  t.same(alone.columns.extraNames, ['a', 'c', 'b', 'd', 'e'])
-  t.same(alone.columns.entityIds, ['A', 'B', 'C', 'D'])
-  for (let k = 1; k < rows.length; k++) {
-    const at = b.indexOf(rows[k])
-    const used = { count: 0 }
-    const helped = await helpedAt(b, valid, at, used)
-    t.equal(used.count, 1, `handed off at row ${k}`)
-    t.same(outcome(helped), outcome(alone), `handed off at row ${k}`)
-    if (helped.kind === 'columns') t.same([...helped.columns.badTimes], [...alone.columns.badTimes])
   }
 })
 
