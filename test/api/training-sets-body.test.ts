@@ -67,6 +67,11 @@ t.test('the scanned body answers exactly as the parsed one', async (t) => {
   const numbers = await same('numbers as event_time', req(`[{"entity_id":"BTCUSDT","event_time":${T0 + H}},{"entity_id":"BTCUSDT","event_time":${(T0 + H) / 1000}e3},{"entity_id":"BTCUSDT","event_time":"${T0}"}]`), 200)
   t.match(numbers.body, /"close_price":0\.30000000000000004/)
   await same('event_time with offsets', req('[{"entity_id":"BTCUSDT","event_time":"2023-01-01T03:00:00+02:00"},{"entity_id":"BTCUSDT","event_time":"2023-01-01T01:00:00.000z"}]'), 200)
+  // the forms of Python's isoformat and others: the same rows as their UTC Z form
+  const forms = await same('timestamp forms', req(`[${['2023-01-01T01:00:00+00:00', '2022-12-31T20:00:00-05:00', '2023-01-01T06:30:00.000000+05:30', '2023-01-01 01:00:00Z',
+    '2023-01-01t01:00:00.5Z', '2023-01-01T00:59:59.999000Z', '2023-01-01T01:00:00.12+00:00'].map((ts) => `{"entity_id": "BTCUSDT", "event_time": "${ts}"}`).join(', ')}]`), 200)
+  const utc = await same('the same rows in UTC', req(`[${[T1, T1, T1, T1, iso(T0 + H + 500), iso(T0 + H - 1), iso(T0 + H + 120)].map((ts) => `{"entity_id":"BTCUSDT","event_time":"${ts}"}`).join(',')}]`), 200)
+  t.equal(forms.body, utc.body, 'offsets, fractions and separators read as parseTimestamp reads them')
   const extras = await same('pass-through columns', req(`[{"entity_id":"BTCUSDT","event_time":"${T1}","b":1.5e2,"a":"x,y","c":true},{"entity_id":"BTCUSDT","event_time":"${T1}","d":null,"a":-0.0,"e":false},{"entity_id":"BTCUSDT","event_time":"${T1}","n":{"k":[1,{"z":null}]},"arr":[1,"2"]},{"entity_id":"SOL","event_time":"${T1}"}]`), 200)
   t.match(extras.body, /"columns":\["entity_id","event_time","b","a","c","d","e","n","arr",/)
   await same('integer-like keys and duplicate keys', req(`[{"entity_id":"BTCUSDT","event_time":"${T1}","x":1,"2":"two","x":3},{"entity_id":"SOL","entity_id":"BTCUSDT","event_time":"${T1}","event_time":"${iso(T0)}","1":1}]`), 200)
