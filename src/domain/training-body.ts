@@ -335,7 +335,7 @@ function plainRow (b: Buffer, p: number, columns: EntityRowColumns): number {
   if (timeTo < 0) return -1
   p = ws(b, timeTo + 1)
   if (b[p] !== RBRACE) return -1
-  const ms = parseUtcTimestampBytes(b, timeFrom, timeTo)
+  const ms = parseTimestampBytes(b, timeFrom, timeTo)
   if (ms !== ms) return -1
   columns.addParsed(internId(b, idFrom, idTo), ms, undefined)
   return p + 1
@@ -413,7 +413,7 @@ function shapedRow (b: Buffer, p: number, columns: EntityRowColumns): number {
   const id = internId(b, idFrom, idTo)
   let row: number
   if (timeIsString) {
-    const ms = parseUtcTimestampBytes(b, timeFrom, timeTo)
+    const ms = parseTimestampBytes(b, timeFrom, timeTo)
     row = ms === ms ? columns.addParsed(id, ms, undefined) : columns.add(id, b.toString('latin1', timeFrom, timeTo))
   } else {
     // the request schema makes a number given for event_time the string of that number
@@ -547,7 +547,7 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
  * what parseTimestamp refuses or might read otherwise (years before 1900, sub-millisecond
  * digits other than zeros): the caller then asks parseTimestamp. A test checks both agree.
  */
-export function parseUtcTimestampBytes (b: Buffer, from: number, to: number): number {
+export function parseTimestampBytes (b: Buffer, from: number, to: number): number {
   const n = to - from
   if (n < 20 || n > 35) return Number.NaN
   const sep = b[from + 10]
@@ -616,22 +616,16 @@ export function parseUtcTimestampBytes (b: Buffer, from: number, to: number): nu
   return v >= MIN_FAST_MS && v <= MAX_FAST_MS ? v : Number.NaN
 }
 
-/** daysFromCivil for years 1900-9999, in integer arithmetic (every quotient is of non-negative numbers). */
+/**
+ * Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), as Date.UTC
+ * counts them, for years 1900-9999: in integer arithmetic (every quotient is of non-negative
+ * numbers).
+ */
 function daysFromCivilAfter1900 (y: number, m: number, d: number): number {
   if (m <= 2) y -= 1
   const era = (y / 400) | 0
   const yoe = y - era * 400
   const doy = (((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) | 0) + d - 1
   const doe = yoe * 365 + ((yoe / 4) | 0) - ((yoe / 100) | 0) + doy
-  return era * 146_097 + doe - 719_468
-}
-
-/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), as Date.UTC counts them. */
-function daysFromCivil (y: number, m: number, d: number): number {
-  if (m <= 2) y -= 1
-  const era = Math.floor(y / 400)
-  const yoe = y - era * 400
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy
   return era * 146_097 + doe - 719_468
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { EntityRowColumns, entityRowColumnsFromObjects, parseUtcTimestampBytes, scanTrainingBody, type RowSchemaError } from '../../src/domain/training-body.js'
+import { EntityRowColumns, entityRowColumnsFromObjects, parseTimestampBytes, scanTrainingBody, type RowSchemaError } from '../../src/domain/training-body.js'
 import { parseTimestamp } from '../../src/domain/time.js'
 
 const valid = (): null => null
@@ -22,7 +22,7 @@ function spaced (value: unknown, pad: () => string): string {
 t.test('the byte timestamp parser reads what parseTimestamp reads, as it reads it', async (t) => {
   /** The byte parser's answer for s, checked against parseTimestamp: the same ms, or NaN (left to it). */
   const agree = (s: string): number => {
-    const a = parseUtcTimestampBytes(Buffer.from(`xx${s}yy`, 'latin1'), 2, 2 + Buffer.byteLength(s, 'latin1'))
+    const a = parseTimestampBytes(Buffer.from(`xx${s}yy`, 'latin1'), 2, 2 + Buffer.byteLength(s, 'latin1'))
     const e = parseTimestamp(s)
     if (!Number.isNaN(a) && !(e.ok && e.ms === a)) t.fail(`${s}: ${a}, parseTimestamp: ${JSON.stringify(e)}`)
     return a
