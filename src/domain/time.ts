@@ -25,13 +25,25 @@ export function queryTimestamp (value: string | number | undefined, field: strin
 }
 
 export function parseTimestamp (input: unknown): TimestampResult {
+  if (typeof input === 'string') {
+    const ms = commonTimestampMs(input)
+    if (ms === ms) return { ok: true, ms }
+  }
+  return parseTimestampByPattern(input)
+}
+
+/**
+ * parseTimestamp without its fast path: the regular expression for every string, and the
+ * messages for what is wrong. The reference the fast path is tested against.
+ */
+export function parseTimestampByPattern (input: unknown): TimestampResult {
   if (typeof input === 'number') {
     if (!Number.isInteger(input)) return { ok: false, message: 'epoch milliseconds must be an integer' }
     if (input < MIN_MS || input > MAX_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
     return { ok: true, ms: input }
   }
   if (typeof input !== 'string') return { ok: false, message: 'must be an RFC 3339 timestamp with a zone or epoch milliseconds' }
-  if (/^-?\d{1,16}$/.test(input)) return parseTimestamp(Number(input))
+  if (/^-?\d{1,16}$/.test(input)) return parseTimestampByPattern(Number(input))
   const m = RFC3339.exec(input)
   if (!m) return { ok: false, message: `'${truncate(input)}' is not an RFC 3339 timestamp (e.g. 2024-01-31T12:00:00Z) or epoch milliseconds` }
   const [, y, mo, d, h, mi, s, frac, zone] = m
@@ -57,6 +69,70 @@ export function parseTimestamp (input: unknown): TimestampResult {
   const epoch = Date.UTC(Y, M - 1, D, H, MI, S, ms) - offsetMin * 60_000
   if (epoch < MIN_MS || epoch > MAX_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
   return { ok: true, ms: epoch }
+}
+
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+/**
+ * The epoch ms of a timestamp in the forms clients send, read without the regular expression
+ * (~0.1 µs instead of ~1.4 µs): `YYYY-MM-DD[Tt ]HH:MM:SS[.f{1,9}]` then `Z`, `z` or
+ * `+HH:MM`/`-HH:MM`, years 1900 on, sub-millisecond digits zeros. NaN for anything else (invalid
+ * or another form), which parseTimestampByPattern then reads and explains. For what it reads it
+ * gives what the pattern gives (a test checks this); parseTimestampBytes
+ * (src/domain/training-body.ts) is the same over a body's bytes.
+ */
+export function commonTimestampMs (s: string): number {
+  const n = s.length
+  if (n < 20 || n > 35) return Number.NaN
+  const sep = s.charCodeAt(10)
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || (sep !== 84 && sep !== 116 && sep !== 32) || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return Number.NaN
+  const y = digitPair(s, 0) * 100 + digitPair(s, 2)
+  const mo = digitPair(s, 5)
+  const d = digitPair(s, 8)
+  const h = digitPair(s, 11)
+  const mi = digitPair(s, 14)
+  const sec = digitPair(s, 17)
+  // a pair that is not two digits is NaN, and so is every comparison with it
+  if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59)) return Number.NaN
+  if (d > MONTH_DAYS[mo - 1] + (mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0)) return Number.NaN
+  let p = 19
+  // the fraction: its first 3 digits are the ms; later ones must be zeros
+  let ms = 0
+  if (s.charCodeAt(p) === 46) {
+    p++
+    let k = 0
+    for (; p < n; p++, k++) {
+      const c = (s.charCodeAt(p) - 48) >>> 0
+      if (c > 9) break
+      if (k < 3) ms = ms * 10 + c
+      else if (c !== 0) return Number.NaN
+    }
+    if (k === 0 || k > 9) return Number.NaN
+    if (k === 1) ms *= 100
+    else if (k === 2) ms *= 10
+  }
+  // the zone, to the end
+  let offsetMs = 0
+  const z = s.charCodeAt(p)
+  if (z === 90 || z === 122) {
+    if (p + 1 !== n) return Number.NaN
+  } else if (z === 43 || z === 45) {
+    if (p + 6 !== n || s.charCodeAt(p + 3) !== 58) return Number.NaN
+    const oh = digitPair(s, p + 1)
+    const om = digitPair(s, p + 4)
+    if (!(oh <= 23 && om <= 59)) return Number.NaN
+    offsetMs = (oh * 60 + om) * 60_000
+    if (z === 45) offsetMs = -offsetMs
+  } else return Number.NaN
+  const v = Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMs
+  return v >= MIN_MS && v <= MAX_MS ? v : Number.NaN
+}
+
+/** The two digits at s[at], s[at + 1] as a number; NaN when either is not a digit. */
+function digitPair (s: string, at: number): number {
+  const a = (s.charCodeAt(at) - 48) >>> 0
+  const b = (s.charCodeAt(at + 1) - 48) >>> 0
+  return a <= 9 && b <= 9 ? a * 10 + b : Number.NaN
 }
 
 function daysInMonth (y: number, m: number): number {

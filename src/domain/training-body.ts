@@ -1,6 +1,5 @@
 import { runSteps, STEP_ROWS, type Steps } from './steps.js'
 import { parseTimestamp } from './time.js'
-import { parseUtcTimestampFast } from './training-output.js'
 
 /**
  * Inline entity rows of a training set, held as columns instead of one object per row: the
@@ -33,7 +32,7 @@ export class EntityRowColumns {
 
   /** Appends a row; `time` is the event_time as given (a string, or what the schema made of it). */
   add (entityId: string, time: unknown): number {
-    const ms = typeof time === 'string' ? timeOf(time) : parseTimestampMs(time)
+    const ms = parseTimestampMs(time)
     return this.addParsed(entityId, ms, time)
   }
 
@@ -125,11 +124,6 @@ function addRowObject (cols: EntityRowColumns, row: Record<string, unknown>): vo
   for (const key in row) {
     if (key !== 'entity_id' && key !== 'event_time' && row[key] !== undefined) cols.setExtra(r, key, row[key])
   }
-}
-
-function timeOf (s: string): number {
-  const fast = parseUtcTimestampFast(s)
-  return fast === fast ? fast : parseTimestampMs(s)
 }
 
 function parseTimestampMs (v: unknown): number {
