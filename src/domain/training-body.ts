@@ -325,7 +325,9 @@ function plainRow (b: Buffer, p: number, columns: EntityRowColumns): number {
   p = ws(b, p + 1)
   if (b[p] !== QUOTE) return -1
   const timeFrom = p + 1
-  const timeTo = plainStringEnd(b, timeFrom)
+  // toISOString's 24 characters, or 20, else wherever the string ends (the parse below checks
+  // every byte up to timeTo, none of them a quote: a string that ended sooner fails it)
+  const timeTo = b[timeFrom + 24] === QUOTE && b[timeFrom + 20] !== QUOTE ? timeFrom + 24 : b[timeFrom + 20] === QUOTE ? timeFrom + 20 : plainStringEnd(b, timeFrom)
   if (timeTo < 0) return -1
   p = ws(b, timeTo + 1)
   if (b[p] !== RBRACE) return -1
@@ -568,16 +570,25 @@ export function parseTimestampBytes (b: Buffer, from: number, to: number): numbe
   let ms = 0
   if (b[p] === 46) {
     p++
-    let k = 0
-    for (; p < to; p++, k++) {
-      const c = (b[p] - 48) >>> 0
-      if (c > 9) break
-      if (k < 3) ms = ms * 10 + c
-      else if (c !== 0) return Number.NaN
+    const f0 = (b[p] - 48) >>> 0
+    const f1 = (b[p + 1] - 48) >>> 0
+    const f2 = (b[p + 2] - 48) >>> 0
+    // the usual 3 digits, then the zone
+    if (f0 <= 9 && f1 <= 9 && f2 <= 9 && (b[p + 3] === 0x5a || b[p + 3] === 43 || b[p + 3] === 45)) {
+      ms = f0 * 100 + f1 * 10 + f2
+      p += 3
+    } else {
+      let k = 0
+      for (; p < to; p++, k++) {
+        const c = (b[p] - 48) >>> 0
+        if (c > 9) break
+        if (k < 3) ms = ms * 10 + c
+        else if (c !== 0) return Number.NaN
+      }
+      if (k === 0 || k > 9) return Number.NaN
+      if (k === 1) ms *= 100
+      else if (k === 2) ms *= 10
     }
-    if (k === 0 || k > 9) return Number.NaN
-    if (k === 1) ms *= 100
-    else if (k === 2) ms *= 10
   }
   // the zone, to the end
   let offsetMs = 0
