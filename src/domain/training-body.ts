@@ -1,5 +1,5 @@
 import { runSteps, STEP_ROWS, type Steps } from './steps.js'
-import { parseTimestamp } from './time.js'
+import { commonTimestampMs, parseTimestamp } from './time.js'
 
 /**
  * Inline entity rows of a training set, held as columns instead of one object per row: the
@@ -537,88 +537,41 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 /**
  * The epoch ms of the RFC 3339 timestamp in bytes [from, to) of a buffer, exactly as
- * parseTimestamp (src/domain/time.ts) reads it, for the forms clients send:
- * `YYYY-MM-DD[Tt ]HH:MM:SS[.f{1,9}]` then `Z`, `z` or an offset `+HH:MM`/`-HH:MM` (JavaScript's
- * toISOString, Python's isoformat of an aware datetime, pandas). NaN for anything else, and for
- * what parseTimestamp refuses or might read otherwise (years before 1900, sub-millisecond
- * digits other than zeros): the caller then asks parseTimestamp. A test checks both agree.
+ * parseTimestamp (src/domain/time.ts) reads it; NaN where parseTimestamp would refuse it or
+ * might read it otherwise (the caller then asks parseTimestamp). toISOString's form,
+ * `YYYY-MM-DDTHH:MM:SS[.sss]Z`, is read here from the bytes; the other forms clients send
+ * (offsets, other fractions, `t` or a space) by commonTimestampMs, from their text.
  */
 export function parseTimestampBytes (b: Buffer, from: number, to: number): number {
   const n = to - from
-  if (n < 20 || n > 35) return Number.NaN
-  const sep = b[from + 10]
-  if (b[from + 4] !== 45 || b[from + 7] !== 45 || (sep !== 84 && sep !== 116 && sep !== 32) || b[from + 13] !== 58 || b[from + 16] !== 58) return Number.NaN
-  // digits as values 0-9; any other byte gives a value above 9 (>>> 0 makes one below '0' large)
-  const y0 = (b[from] - 48) >>> 0
-  const y1 = (b[from + 1] - 48) >>> 0
-  const y2 = (b[from + 2] - 48) >>> 0
-  const y3 = (b[from + 3] - 48) >>> 0
-  const mo0 = (b[from + 5] - 48) >>> 0
-  const mo1 = (b[from + 6] - 48) >>> 0
-  const d0 = (b[from + 8] - 48) >>> 0
-  const d1 = (b[from + 9] - 48) >>> 0
-  const h0 = (b[from + 11] - 48) >>> 0
-  const h1 = (b[from + 12] - 48) >>> 0
-  const mi0 = (b[from + 14] - 48) >>> 0
-  const mi1 = (b[from + 15] - 48) >>> 0
-  const s0 = (b[from + 17] - 48) >>> 0
-  const s1 = (b[from + 18] - 48) >>> 0
-  if (y0 > 9 || y1 > 9 || y2 > 9 || y3 > 9 || mo0 > 9 || mo1 > 9 || d0 > 9 || d1 > 9 || h0 > 9 || h1 > 9 || mi0 > 9 || mi1 > 9 || s0 > 9 || s1 > 9) return Number.NaN
-  let p = from + 19
-  // the fraction: its first 3 digits are the ms; later ones must be zeros (parseTimestamp
-  // refuses sub-millisecond precision)
-  let ms = 0
-  if (b[p] === 46) {
-    p++
-    const f0 = (b[p] - 48) >>> 0
-    const f1 = (b[p + 1] - 48) >>> 0
-    const f2 = (b[p + 2] - 48) >>> 0
-    // the usual 3 digits, then the zone
-    if (f0 <= 9 && f1 <= 9 && f2 <= 9 && (b[p + 3] === 0x5a || b[p + 3] === 43 || b[p + 3] === 45)) {
-      ms = f0 * 100 + f1 * 10 + f2
-      p += 3
-    } else {
-      let k = 0
-      for (; p < to; p++, k++) {
-        const c = (b[p] - 48) >>> 0
-        if (c > 9) break
-        if (k < 3) ms = ms * 10 + c
-        else if (c !== 0) return Number.NaN
-      }
-      if (k === 0 || k > 9) return Number.NaN
-      if (k === 1) ms *= 100
-      else if (k === 2) ms *= 10
-    }
+  if (!((n === 20 || (n === 24 && b[from + 19] === 46)) && b[to - 1] === 0x5a && b[from + 10] === 84)) {
+    return n >= 20 && n <= 35 ? commonTimestampMs(b.toString('latin1', from, to)) : Number.NaN
   }
-  // the zone, to the end
-  let offsetMs = 0
-  const z = b[p]
-  if (z === 0x5a || z === 0x7a) {
-    if (p + 1 !== to) return Number.NaN
-  } else if (z === 43 || z === 45) {
-    if (p + 6 !== to || b[p + 3] !== 58) return Number.NaN
-    const oh0 = (b[p + 1] - 48) >>> 0
-    const oh1 = (b[p + 2] - 48) >>> 0
-    const om0 = (b[p + 4] - 48) >>> 0
-    const om1 = (b[p + 5] - 48) >>> 0
-    if (oh0 > 9 || oh1 > 9 || om0 > 9 || om1 > 9) return Number.NaN
-    const oh = oh0 * 10 + oh1
-    const om = om0 * 10 + om1
-    if (oh > 23 || om > 59) return Number.NaN
-    offsetMs = (oh * 60 + om) * 60_000
-    if (z === 45) offsetMs = -offsetMs
-  } else return Number.NaN
-  const y = y0 * 1000 + y1 * 100 + y2 * 10 + y3
-  const mo = mo0 * 10 + mo1
-  const d = d0 * 10 + d1
-  const h = h0 * 10 + h1
-  const mi = mi0 * 10 + mi1
-  const sec = s0 * 10 + s1
-  if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59)) return Number.NaN
+  if (b[from + 4] !== 45 || b[from + 7] !== 45 || b[from + 13] !== 58 || b[from + 16] !== 58) return Number.NaN
+  // a pair that is not two digits is NaN, and so is every comparison with it
+  const y = bytePair(b, from) * 100 + bytePair(b, from + 2)
+  const mo = bytePair(b, from + 5)
+  const d = bytePair(b, from + 8)
+  const h = bytePair(b, from + 11)
+  const mi = bytePair(b, from + 14)
+  const sec = bytePair(b, from + 17)
+  const ms = n === 24 ? bytePair(b, from + 20) * 10 + byteDigit(b, from + 22) : 0
+  if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59 && ms >= 0)) return Number.NaN
   const leap = mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0
   if (d > MONTH_DAYS[mo - 1] + leap) return Number.NaN
-  const v = daysFromCivilAfter1900(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms - offsetMs
+  const v = daysFromCivilAfter1900(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms
   return v >= MIN_FAST_MS && v <= MAX_FAST_MS ? v : Number.NaN
+}
+
+/** The two ASCII digits at b[at], b[at + 1] as a number; NaN when either is not a digit. */
+function bytePair (b: Buffer, at: number): number {
+  return byteDigit(b, at) * 10 + byteDigit(b, at + 1)
+}
+
+/** The ASCII digit at b[at]; NaN when it is not one. */
+function byteDigit (b: Buffer, at: number): number {
+  const x = (b[at] - 48) >>> 0
+  return x <= 9 ? x : Number.NaN
 }
 
 /**
