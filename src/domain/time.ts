@@ -78,8 +78,9 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
  * (~0.1 µs instead of ~1.4 µs): `YYYY-MM-DD[Tt ]HH:MM:SS[.f{1,9}]` then `Z`, `z` or
  * `+HH:MM`/`-HH:MM`, years 1900 on, sub-millisecond digits zeros. NaN for anything else (invalid
  * or another form), which parseTimestampByPattern then reads and explains. For what it reads it
- * gives what the pattern gives (a test checks this); parseTimestampBytes
- * (src/domain/training-body.ts) is the same over a body's bytes.
+ * gives what the pattern gives (a test checks this). The training-set body reader
+ * (parseTimestampBytes, src/domain/training-body.ts) reads toISOString's form from the bytes
+ * itself and hands the text of any other timestamp here.
  */
 export function commonTimestampMs (s: string): number {
   const n = s.length

@@ -127,6 +127,13 @@ async function marks (sql: Sql): Promise<number> {
   return n
 }
 
+/** Feature x with hours 0..23 of A (values 0..23) and of B (100..123). */
+async function seedAB (sql: Sql): Promise<number> {
+  const x = await insertDefinition(sql, { name: 'x' })
+  await appendValues(sql, [...hourly(x, 'A', 0, 24, (i) => i), ...hourly(x, 'B', 0, 24, (i) => 100 + i)])
+  return x
+}
+
 async function packCount (sql: Sql, featureId?: number): Promise<number> {
   const [{ n }] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM feature_series_packs ${featureId === undefined ? sql`` : sql`WHERE feature_id = ${featureId}`}`
   return n
@@ -135,8 +142,7 @@ async function packCount (sql: Sql, featureId?: number): Promise<number> {
 t.test('packs are read: changing their bytes changes the answer (packs on), not with SERIES_PACKS=false; restored, the same again', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
-  const x = await insertDefinition(sql, { name: 'x' })
-  await appendValues(sql, [...hourly(x, 'A', 0, 24, (i) => i), ...hourly(x, 'B', 0, 24, (i) => 100 + i)])
+  const x = await seedAB(sql)
   const built = await build(sql, x, T0 + 48 * H, 5)
   t.same(built, { action: 'rebuilt', packs: 10, values: 48 }, 'the first build: 5 packs of A and of B')
 
@@ -171,8 +177,7 @@ t.test('packs are read: changing their bytes changes the answer (packs on), not 
 t.test('a correction of a packed value: answered from the rows until the next build (rebuilt), then from the packs', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
-  const x = await insertDefinition(sql, { name: 'x' })
-  await appendValues(sql, [...hourly(x, 'A', 0, 24, (i) => i), ...hourly(x, 'B', 0, 24, (i) => 100 + i)])
+  const x = await seedAB(sql)
   t.equal((await build(sql, x, T0 + 48 * H, 4)).action, 'rebuilt')
   const k1 = await soundCutoff(sql)
   const body = grid(['x'], ['A', 'B'], 0, 23)
@@ -205,8 +210,7 @@ t.test('a correction of a packed value: answered from the rows until the next bu
 t.test('appends after the horizon are read from the rows; a later horizon appends, nothing new is current, an older cutoff is skipped', POSTGRES_ONLY, async (t) => {
   const ctx = await setup(t)
   const { sql } = ctx
-  const x = await insertDefinition(sql, { name: 'x' })
-  await appendValues(sql, [...hourly(x, 'A', 0, 24, (i) => i), ...hourly(x, 'B', 0, 24, (i) => 100 + i)])
+  const x = await seedAB(sql)
   const first = await build(sql, x, T0 + 12 * H, 5)
   t.same(first, { action: 'rebuilt', packs: 6, values: 24 }, 'hours 0..11 of A and B packed')
   const firstCutoff = (await sql<Array<{ bt: Date }>>`SELECT built_through AS bt FROM feature_pack_marks WHERE feature_id = ${x}`)[0].bt.getTime()
