@@ -18,6 +18,7 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     HOST=0.0.0.0 \
     PORT=3000 \
     DATA_DIR=/app/data

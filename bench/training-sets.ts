@@ -14,7 +14,7 @@ import { insertDefinition } from '../test/lib/fixtures.js'
 import { rebuildWriteLog } from '../db/write-log.js'
 import { buildSeriesPacks } from '../src/services/series-packs.js'
 import { sharedDataDir } from '../test/lib/shared-data.js'
-import { SERVICE_NODE_ARGS } from '../test/lib/server-process.js'
+import { SERVICE_ENV, SERVICE_NODE_ARGS } from '../test/lib/server-process.js'
 import { seededRandom } from '../test/lib/random.js'
 import type { Bench, BenchResult } from './lib/harness.js'
 
@@ -32,7 +32,9 @@ import type { Bench, BenchResult } from './lib/harness.js'
  * is rebuilt after the raw COPY (as the ingest path would have written it) and the series packs
  * built as the service's background job builds them; the headline figures are those of the
  * default settings (what a service started without variables does: packs read where current),
- * beside the same requests read from the rows alone (SERIES_PACKS=false).
+ * beside the same requests read from the rows alone (SERIES_PACKS=false). Each service is
+ * started fresh and sent the inline request twice: the second time is the headline figure (as
+ * DuckDB's is the better of two runs), the first is reported on its own.
  * DuckDB: one table per feature, ASOF LEFT JOIN x 6, ordered like the input, written as CSV.
  */
 const H = 3_600_000
@@ -282,7 +284,7 @@ async function startService (url: string, env: Record<string, string> = {}): Pro
   const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
     cwd: ROOT,
     env: {
-      ...process.env,
+      ...process.env, ...SERVICE_ENV,
       DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', LOAD_DEFAULTS: 'false', BACKGROUND_JOBS: 'false',
       AUTH: 'off', RATE_LIMIT_MAX: '0', PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0', PRESSURE_MAX_HEAP_USED_BYTES: '0', NODE_ENV: 'production', ...env,
     },
@@ -360,19 +362,26 @@ const bench: Bench = {
         } catch { return undefined }
       })()
       const warmup = Buffer.from(JSON.stringify({ features: FEATURES, entity_rows: rows.slice(0, 50_000).map((r) => ({ entity_id: entities[r.e], event_time: new Date(r.t).toISOString() })) }))
-      const byPacks = new Map<boolean, { inline: Measured[], grid: Measured[] }>([[true, { inline: [], grid: [] }], [false, { inline: [], grid: [] }]])
+      // Each round: a fresh service, a small request (the code paths compiled), then the inline
+      // request twice: the first one on a fresh service (cold: its connections' backends and
+      // its own memory still untouched by a request of this size: page faults, which cost ~11
+      // us each on some virtual machines), reported on its own; the second (warm), the headline
+      // figure, as DuckDB's is the better of two runs of its query.
+      const byPacks = new Map<boolean, { inline: Measured[], cold: Measured[], grid: Measured[] }>([[true, { inline: [], cold: [], grid: [] }], [false, { inline: [], cold: [], grid: [] }]])
       for (let round = 0; round < 2; round++) {
         for (const packs of round === 0 ? [true, false] : [false, true]) {
           const service = await startService(url, packs ? {} : { SERIES_PACKS: 'false' })
           child = service.child
           await measure(service.port, child.pid!, warmup)
+          const cold = await measure(service.port, child.pid!, body, postmasterPid)
           const m = await measure(service.port, child.pid!, body, postmasterPid)
-          if (m.status !== 200 || m.lines !== ROWS + 1) throw new Error(`training set answered ${m.status} with ${m.lines} lines`)
+          for (const x of [cold, m]) if (x.status !== 200 || x.lines !== ROWS + 1) throw new Error(`training set answered ${x.status} with ${x.lines} lines`)
           const g = await measure(service.port, child.pid!, gridBody, postmasterPid)
           if (g.status !== 200 || g.lines !== steps * entities.length + 1) throw new Error(`grid training set answered ${g.status} with ${g.lines} lines`)
           byPacks.get(packs)!.inline.push(m)
+          byPacks.get(packs)!.cold.push(cold)
           byPacks.get(packs)!.grid.push(g)
-          console.log(`  ${packs ? 'default (packs)' : 'SERIES_PACKS=false'}: inline ${m.seconds.toFixed(2)} s (CPU: service ${m.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${m.postgresCpuSeconds.toFixed(2)} s, this client ${m.clientCpuSeconds.toFixed(2)} s; first byte ${m.firstByteSeconds.toFixed(2)} s), ${(m.bytes / 2 ** 20).toFixed(0)} MiB CSV, body ${(body.length / 2 ** 20).toFixed(0)} MiB, RSS +${(m.rssGrowth / 2 ** 20).toFixed(0)} MiB; grid ${g.seconds.toFixed(2)} s, RSS +${(g.rssGrowth / 2 ** 20).toFixed(0)} MiB, CPU: service ${g.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${g.postgresCpuSeconds.toFixed(2)} s, this client ${g.clientCpuSeconds.toFixed(2)} s`)
+          console.log(`  ${packs ? 'default (packs)' : 'SERIES_PACKS=false'}: inline, first on this service ${cold.seconds.toFixed(2)} s (CPU: service ${cold.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${cold.postgresCpuSeconds.toFixed(2)} s), then ${m.seconds.toFixed(2)} s (CPU: service ${m.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${m.postgresCpuSeconds.toFixed(2)} s, this client ${m.clientCpuSeconds.toFixed(2)} s; first byte ${m.firstByteSeconds.toFixed(2)} s), ${(m.bytes / 2 ** 20).toFixed(0)} MiB CSV, body ${(body.length / 2 ** 20).toFixed(0)} MiB, RSS +${(m.rssGrowth / 2 ** 20).toFixed(0)} MiB; grid ${g.seconds.toFixed(2)} s, RSS +${(g.rssGrowth / 2 ** 20).toFixed(0)} MiB, CPU: service ${g.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${g.postgresCpuSeconds.toFixed(2)} s, this client ${g.clientCpuSeconds.toFixed(2)} s`)
           child.kill('SIGTERM')
           await new Promise((resolve) => child!.once('exit', resolve))
           child = undefined
@@ -394,7 +403,10 @@ const bench: Bench = {
       child = undefined
 
       const best = (runs: Measured[]): Measured => ({ ...runs.reduce((x, y) => (y.seconds < x.seconds ? y : x)), rssGrowth: Math.max(...runs.map((r) => r.rssGrowth)) })
-      const inline = best(byPacks.get(true)!.inline)
+      const packed = byPacks.get(true)!
+      // the warm request's time; RSS growth the worst of all, the first requests' included
+      const inline = { ...best(packed.inline), rssGrowth: Math.max(...[...packed.inline, ...packed.cold].map((r) => r.rssGrowth)) }
+      const cold = best(packed.cold)
       const grid = best(byPacks.get(true)!.grid)
       const rowsInline = best(byPacks.get(false)!.inline)
       const rowsGrid = best(byPacks.get(false)!.grid)
@@ -440,6 +452,7 @@ const bench: Bench = {
       const machine = `${os.cpus().length} cores, ${values(n)} stored values, default settings (${DEFAULT_READ_CONNECTIONS} read connection${DEFAULT_READ_CONNECTIONS > 1 ? 's' : ''} in ${db.storageMode} mode); ${packNote}`
       return [
         { bench: 'training-sets', measured: 'training set rows/s (1 M inline JSON rows x 6 features, CSV out, end to end over HTTP)', value: rate, unit: 'rows/s', reference: 'DuckDB ASOF JOIN x 6 to CSV', reference_value: duckRate, ratio: rate / duckRate, target: '>= 500,000 rows/s and >= 0.25 x DuckDB', met: rate >= 500_000 && rate / duckRate >= 0.25, notes: machine },
+        { bench: 'training-sets', measured: 'training set rows/s, the same inline request as the first 1 M-row request of a freshly started service (its connections\' backends and its memory not yet touched by one)', value: ROWS / cold.seconds, unit: 'rows/s', reference: 'the same request next (the headline figure)', reference_value: rate, ratio: ROWS / cold.seconds / rate, target: 'informational (higher is better)', met: true, notes: `first request ${cold.seconds.toFixed(2)} s (CPU: service ${cold.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${cold.postgresCpuSeconds.toFixed(2)} s), next ${inline.seconds.toFixed(2)} s (CPU: service ${inline.serviceCpuSeconds.toFixed(2)} s, PostgreSQL ${inline.postgresCpuSeconds.toFixed(2)} s)` },
         { bench: 'training-sets', measured: 'training set rows/s with series packs (default) vs read from the rows alone (SERIES_PACKS=false), same inline request', value: rate, unit: 'rows/s', reference: 'SERIES_PACKS=false', reference_value: rowsRate, ratio: rate / rowsRate, target: 'informational (higher is better)', met: true, notes: `rows alone: inline ${(rowsRate / duckRate).toFixed(3)} x DuckDB (PostgreSQL CPU ${rowsInline.postgresCpuSeconds.toFixed(2)} s vs ${inline.postgresCpuSeconds.toFixed(2)} s with packs), grid ${Math.round(rowsGridRate).toLocaleString('en-US')} rows/s (${(rowsGridRate / duckRate).toFixed(3)} x DuckDB)` },
         { bench: 'training-sets', measured: 'training set rows/s (grid of 1 M rows x 6 features, CSV out)', value: gridRate, unit: 'rows/s', reference: 'DuckDB ASOF JOIN x 6 to CSV', reference_value: duckRate, ratio: gridRate / duckRate, target: '>= 500,000 rows/s and >= 0.25 x DuckDB', met: gridRate >= 500_000 && gridRate / duckRate >= 0.25 },
         { bench: 'training-sets', measured: 'service peak RSS growth, 1 M inline rows (includes the raw JSON body, read as one Buffer)', value: inline.rssGrowth / 2 ** 20, unit: 'MiB', reference: 'target', reference_value: 200, ratio: inline.rssGrowth / 2 ** 20 / 200, target: '< 200 MiB (lower is better)', met: inline.rssGrowth < 200 * 2 ** 20, notes: `JSON body ${(body.length / 2 ** 20).toFixed(0)} MiB` },

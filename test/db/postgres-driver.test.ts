@@ -192,3 +192,34 @@ t.test('connections send without Nagle\'s delay (TCP_NODELAY), so a COPY\'s clos
   })
   t.ok(calls.includes(true), 'the driver set TCP_NODELAY on its connection')
 })
+
+t.test('the pool hands out the connection that became idle last (warm backends), for queries and reserve()', async (t) => {
+  const sql = connect(testAdminUrl(), { max: 3 })
+  t.teardown(() => sql.end({ timeout: 1 }))
+  // three connections open at once
+  const opened = await Promise.all([0, 1, 2].map(async () => (await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid, pg_sleep(0.2)`)[0].pid))
+  t.equal(new Set(opened).size, 3, 'three backends')
+  // one after the other, every query goes to the same (the last idle) connection
+  const pids: number[] = []
+  for (let i = 0; i < 6; i++) pids.push((await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid)
+  t.equal(new Set(pids).size, 1, `sequential queries on one backend (${pids.join(', ')})`)
+  // a reserved connection is the one used last; released, it is the next one used again
+  const conn = await sql.reserve()
+  const [{ pid: reservedPid }] = await conn<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`
+  t.equal(reservedPid, pids[0], 'reserve() takes the warm connection')
+  const other = (await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid
+  t.not(other, reservedPid, 'while reserved, queries go elsewhere')
+  conn.release()
+  const [{ pid: after }] = await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`
+  t.equal(after, reservedPid, 'released last, used first')
+  // two reserved at once, released in turn: the later release is taken first
+  const [a, b] = await Promise.all([sql.reserve(), sql.reserve()])
+  const pa = (await a<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid
+  const pb = (await b<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid
+  a.release()
+  b.release()
+  const [c, d] = [await sql.reserve(), await sql.reserve()]
+  t.same([(await c<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid, (await d<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0].pid], [pb, pa], 'last released, first reserved')
+  c.release()
+  d.release()
+})
