@@ -40,7 +40,7 @@
 // 8. lifo (queue.js, index.js): an idle connection was taken from the front of the pool's queue,
 //    the one idle longest, so that successive requests went round every connection. A PostgreSQL
 //    backend is slow on its first touch of each page of shared memory (page faults, ~11 us each
-//    on some virtual machines): a 1M-row training set took 1.3-1.8 s of PostgreSQL CPU on
+//    on some virtual machines): a 1M-row training set took 1.2-1.8 s of PostgreSQL CPU on
 //    connections new to it against 0.5-0.6 s on used ones. The guard takes the connection that
 //    became idle last (as PgBouncer does by default), so requests meet warm backends and
 //    connections left unused reach their idle timeout and close.
