@@ -7,8 +7,8 @@ import type { FieldError } from './errors.js'
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?$/
 
 /** Epoch-ms bounds accepted: years 1900..9999. */
-const MIN_MS = Date.UTC(1900, 0, 1)
-const MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+export const MIN_TIMESTAMP_MS = Date.UTC(1900, 0, 1)
+export const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 export type TimestampResult = { ok: true, ms: number } | { ok: false, message: string }
 
@@ -39,7 +39,7 @@ export function parseTimestamp (input: unknown): TimestampResult {
 export function parseTimestampByPattern (input: unknown): TimestampResult {
   if (typeof input === 'number') {
     if (!Number.isInteger(input)) return { ok: false, message: 'epoch milliseconds must be an integer' }
-    if (input < MIN_MS || input > MAX_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
+    if (input < MIN_TIMESTAMP_MS || input > MAX_TIMESTAMP_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
     return { ok: true, ms: input }
   }
   if (typeof input !== 'string') return { ok: false, message: 'must be an RFC 3339 timestamp with a zone or epoch milliseconds' }
@@ -67,11 +67,16 @@ export function parseTimestampByPattern (input: unknown): TimestampResult {
     offsetMin = sign * (oh * 60 + om)
   }
   const epoch = Date.UTC(Y, M - 1, D, H, MI, S, ms) - offsetMin * 60_000
-  if (epoch < MIN_MS || epoch > MAX_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
+  if (epoch < MIN_TIMESTAMP_MS || epoch > MAX_TIMESTAMP_MS) return { ok: false, message: 'timestamp out of range (years 1900 to 9999)' }
   return { ok: true, ms: epoch }
 }
 
 const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+/** Whether day d (>= 1) is in month mo (1-12) of Gregorian year y (for the fast paths' years, 1900 on). */
+export function dayInMonth (y: number, mo: number, d: number): boolean {
+  return d <= MONTH_DAYS[mo - 1] + (mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0)
+}
 
 /**
  * The epoch ms of a timestamp in the forms clients send, read without the regular expression
@@ -95,7 +100,7 @@ export function commonTimestampMs (s: string): number {
   const sec = digitPair(s, 17)
   // a pair that is not two digits is NaN, and so is every comparison with it
   if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59)) return Number.NaN
-  if (d > MONTH_DAYS[mo - 1] + (mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0)) return Number.NaN
+  if (!dayInMonth(y, mo, d)) return Number.NaN
   let p = 19
   // the fraction: its first 3 digits are the ms; later ones must be zeros
   let ms = 0
@@ -126,7 +131,7 @@ export function commonTimestampMs (s: string): number {
     if (z === 45) offsetMs = -offsetMs
   } else return Number.NaN
   const v = Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMs
-  return v >= MIN_MS && v <= MAX_MS ? v : Number.NaN
+  return v >= MIN_TIMESTAMP_MS && v <= MAX_TIMESTAMP_MS ? v : Number.NaN
 }
 
 /** The two digits at s[at], s[at + 1] as a number; NaN when either is not a digit. */

@@ -1,5 +1,5 @@
 import { runSteps, STEP_ROWS, type Steps } from './steps.js'
-import { commonTimestampMs, parseTimestamp } from './time.js'
+import { commonTimestampMs, dayInMonth, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from './time.js'
 
 /**
  * Inline entity rows of a training set, held as columns instead of one object per row: the
@@ -531,10 +531,6 @@ function valueEnd (b: Buffer, p: number): number {
   return p > from ? p : -1
 }
 
-const MIN_FAST_MS = Date.UTC(1900, 0, 1)
-const MAX_FAST_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
-const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-
 /**
  * The epoch ms of the RFC 3339 timestamp in bytes [from, to) of a buffer, exactly as
  * parseTimestamp (src/domain/time.ts) reads it; NaN where parseTimestamp would refuse it or
@@ -557,10 +553,9 @@ export function parseTimestampBytes (b: Buffer, from: number, to: number): numbe
   const sec = bytePair(b, from + 17)
   const ms = n === 24 ? bytePair(b, from + 20) * 10 + byteDigit(b, from + 22) : 0
   if (!(y >= 1900 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && sec <= 59 && ms >= 0)) return Number.NaN
-  const leap = mo === 2 && (y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0)) ? 1 : 0
-  if (d > MONTH_DAYS[mo - 1] + leap) return Number.NaN
+  if (!dayInMonth(y, mo, d)) return Number.NaN
   const v = daysFromCivilAfter1900(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms
-  return v >= MIN_FAST_MS && v <= MAX_FAST_MS ? v : Number.NaN
+  return v >= MIN_TIMESTAMP_MS && v <= MAX_TIMESTAMP_MS ? v : Number.NaN
 }
 
 /** The two ASCII digits at b[at], b[at + 1] as a number; NaN when either is not a digit. */
